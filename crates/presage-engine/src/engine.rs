@@ -1,0 +1,654 @@
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use presage_core::{
+    Alert, AlertKind, Decision, Limits, Reason, Resource, ResourceMap, Sample, Severity, Timestamp,
+    WorkloadId, WorkloadKey,
+};
+use presage_forecast::ForecasterFactory;
+use presage_policy::{
+    AllocationInput, AllocatorFactory, BehaviorConfig, BehaviorScore, PolicyError, WorkloadPolicy,
+    safety,
+};
+use thiserror::Error;
+use tracing::{debug, warn};
+
+use crate::workload::Managed;
+use crate::{
+    Actuator, Issue, MemoryStore, Profile, ProfileStore, RecordOnly, Responder, Response, Source,
+    SourceError, StoreError, TickReport, WorkloadSpec, WorkloadView,
+};
+
+/// Settings of the control loop.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineConfig {
+    /// Horizons, in seconds, that forecasts are made for (positive, increasing).
+    pub horizons_s: Vec<u32>,
+    /// Seconds between allocation decisions for a workload (0: every tick). Starvation
+    /// (an OOM kill, throttling) triggers a decision at once regardless.
+    pub decide_every_s: u32,
+    /// Seconds between a decision and the moment it takes effect; decisions look past it.
+    pub actuation_delay_s: u32,
+    /// Behavioural score settings.
+    pub behavior: BehaviorConfig,
+    /// Score at or above which a sample outside its forecast raises an alert.
+    pub alert_score: f64,
+    /// Seconds between profile saves (`None`: only when asked or on release).
+    pub save_every_s: Option<u32>,
+    /// Policy for workloads the engine first meets through a sample.
+    pub default_policy: WorkloadPolicy,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            horizons_s: vec![60, 300, 900],
+            decide_every_s: 0,
+            actuation_delay_s: 0,
+            behavior: BehaviorConfig::default(),
+            alert_score: 80.0,
+            save_every_s: Some(300),
+            default_policy: WorkloadPolicy::default(),
+        }
+    }
+}
+
+/// Why the engine refused a request.
+#[derive(Debug, Error)]
+pub enum EngineError {
+    /// A workload's policy is invalid.
+    #[error("workload {workload}: {source}")]
+    InvalidPolicy {
+        /// The workload.
+        workload: WorkloadId,
+        /// What is wrong with the policy.
+        source: PolicyError,
+    },
+    /// The engine's settings are invalid.
+    #[error("engine setting {field}: {reason}")]
+    InvalidConfig {
+        /// The setting.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The workload is already managed.
+    #[error("workload {0} is already managed")]
+    AlreadyManaged(WorkloadId),
+    /// The profile store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Builds an [`Engine`]; only the allocation rule is required.
+#[derive(Debug)]
+pub struct EngineBuilder {
+    config: EngineConfig,
+    forecaster: Option<Arc<dyn ForecasterFactory>>,
+    allocator: Arc<dyn AllocatorFactory>,
+    actuator: Option<Box<dyn Actuator>>,
+    store: Box<dyn ProfileStore>,
+    responder: Box<dyn Responder>,
+}
+
+impl EngineBuilder {
+    /// The loop's settings.
+    pub fn config(mut self, config: EngineConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The forecasting model (ignored if the allocator does not read forecasts).
+    pub fn forecaster(mut self, factory: Arc<dyn ForecasterFactory>) -> Self {
+        self.forecaster = Some(factory);
+        self
+    }
+
+    /// Where decisions are applied (required).
+    pub fn actuator(mut self, actuator: Box<dyn Actuator>) -> Self {
+        self.actuator = Some(actuator);
+        self
+    }
+
+    /// Where profiles and the audit trail go (default: in memory).
+    pub fn store(mut self, store: Box<dyn ProfileStore>) -> Self {
+        self.store = store;
+        self
+    }
+
+    /// What to do about alerts (default: record them).
+    pub fn responder(mut self, responder: Box<dyn Responder>) -> Self {
+        self.responder = responder;
+        self
+    }
+
+    /// The engine, once the settings check out.
+    pub fn build(self) -> Result<Engine, EngineError> {
+        let config = self.config;
+        if config.horizons_s.is_empty() || config.horizons_s.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(EngineError::InvalidConfig {
+                field: "horizons_s",
+                reason: format!("{:?} must be non-empty and increasing", config.horizons_s),
+            });
+        }
+        if config.horizons_s[0] == 0 {
+            return Err(EngineError::InvalidConfig {
+                field: "horizons_s",
+                reason: "horizons must be positive".into(),
+            });
+        }
+        config
+            .default_policy
+            .validate()
+            .map_err(|e| EngineError::InvalidConfig {
+                field: "default_policy",
+                reason: e.to_string(),
+            })?;
+        let actuator = self.actuator.ok_or_else(|| EngineError::InvalidConfig {
+            field: "actuator",
+            reason: "an engine needs an actuator".into(),
+        })?;
+        let forecaster = self.forecaster.filter(|_| self.allocator.uses_forecast());
+        Ok(Engine {
+            config,
+            forecaster,
+            allocator: self.allocator,
+            actuator,
+            store: self.store,
+            responder: self.responder,
+            workloads: Vec::new(),
+            index: HashMap::new(),
+            touched: Vec::new(),
+            last_save: None,
+        })
+    }
+}
+
+/// The control loop. See the crate documentation.
+#[derive(Debug)]
+pub struct Engine {
+    config: EngineConfig,
+    forecaster: Option<Arc<dyn ForecasterFactory>>,
+    allocator: Arc<dyn AllocatorFactory>,
+    actuator: Box<dyn Actuator>,
+    store: Box<dyn ProfileStore>,
+    responder: Box<dyn Responder>,
+    workloads: Vec<Managed>,
+    index: HashMap<WorkloadId, usize>,
+    touched: Vec<usize>,
+    last_save: Option<Timestamp>,
+}
+
+impl Engine {
+    /// Starts building an engine that allocates with `allocator`.
+    pub fn builder(allocator: Arc<dyn AllocatorFactory>) -> EngineBuilder {
+        EngineBuilder {
+            config: EngineConfig::default(),
+            forecaster: None,
+            allocator,
+            actuator: None,
+            store: Box::new(MemoryStore::new()),
+            responder: Box::new(RecordOnly),
+        }
+    }
+
+    /// The loop's settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// The allocation rule's name.
+    pub fn allocator_name(&self) -> &'static str {
+        self.allocator.name()
+    }
+
+    /// Starts managing a workload. Its forecaster starts from the stored profile of its key
+    /// when there is one (a corrupt or foreign profile is logged and ignored). Returns
+    /// whether a profile was restored.
+    pub fn adopt(&mut self, spec: WorkloadSpec) -> Result<bool, EngineError> {
+        if self.index.contains_key(&spec.id) {
+            return Err(EngineError::AlreadyManaged(spec.id));
+        }
+        spec.policy
+            .validate()
+            .map_err(|source| EngineError::InvalidPolicy {
+                workload: spec.id.clone(),
+                source,
+            })?;
+        let profile = self.store.load(&spec.key)?;
+        let mut restored = false;
+        let forecaster = self.forecaster.as_ref().map(|factory| {
+            let saved = profile.as_ref().and_then(|p| p.model.as_ref());
+            match saved.map(|state| factory.restore(state)) {
+                Some(Ok(f)) => {
+                    restored = true;
+                    f
+                }
+                Some(Err(e)) => {
+                    warn!(workload = %spec.id, key = %spec.key, error = %e, "stored profile not usable; starting fresh");
+                    factory.create()
+                }
+                None => factory.create(),
+            }
+        });
+        let managed = Managed {
+            limits: spec.limits,
+            allocator: self.allocator.create(&spec.id, &spec.limits),
+            forecaster,
+            forecast: None,
+            score: BehaviorScore::default(),
+            last_sample: None,
+            last_decision_at: None,
+            samples: 0,
+            profile_version: profile.as_ref().map_or(0, |p| p.version),
+            profile_samples: profile.as_ref().map_or(0, |p| p.samples),
+            touched: false,
+            spec,
+        };
+        debug!(workload = %managed.spec.id, restored, "adopted");
+        self.index
+            .insert(managed.spec.id.clone(), self.workloads.len());
+        self.workloads.push(managed);
+        Ok(restored)
+    }
+
+    /// Stops managing a workload (it ended, or was excluded) after saving its profile.
+    /// Returns the spec it was adopted with.
+    pub fn release(
+        &mut self,
+        id: &WorkloadId,
+        now: Timestamp,
+    ) -> Result<Option<WorkloadSpec>, EngineError> {
+        let Some(idx) = self.index.remove(id) else {
+            return Ok(None);
+        };
+        let managed = self.workloads.swap_remove(idx);
+        if let Some(moved) = self.workloads.get(idx) {
+            self.index.insert(moved.spec.id.clone(), idx);
+        }
+        if let Some(profile) = profile_of(&managed, now) {
+            self.store.save(&[profile])?;
+        }
+        Ok(Some(managed.spec))
+    }
+
+    /// The managed workloads.
+    pub fn workloads(&self) -> impl Iterator<Item = WorkloadView<'_>> {
+        self.workloads.iter().map(Managed::view)
+    }
+
+    /// One managed workload.
+    pub fn workload(&self, id: &WorkloadId) -> Option<WorkloadView<'_>> {
+        self.index.get(id).map(|&i| self.workloads[i].view())
+    }
+
+    /// Runs one pass of the loop over the samples observed up to `now`. Samples dated after
+    /// `now`, or not newer than their workload's previous sample, are refused and counted.
+    /// Samples of unknown workloads adopt them with the default policy.
+    pub fn tick(&mut self, now: Timestamp, samples: &[Sample]) -> TickReport {
+        let mut report = TickReport {
+            now,
+            ..TickReport::default()
+        };
+        self.touched.clear();
+        for sample in samples {
+            self.observe(now, sample, &mut report);
+        }
+        let touched = std::mem::take(&mut self.touched);
+        for &idx in &touched {
+            self.step(idx, now, &mut report);
+            self.workloads[idx].touched = false;
+        }
+        self.touched = touched;
+        if (!report.decisions.is_empty() || !report.alerts.is_empty())
+            && let Err(e) = self.store.record(&report.decisions, &report.alerts)
+        {
+            report.issues.push(Issue {
+                workload: None,
+                message: e.to_string(),
+            });
+        }
+        if let Some(every) = self.config.save_every_s
+            && self
+                .last_save
+                .is_none_or(|t| now.secs_since(t) >= f64::from(every))
+        {
+            self.last_save = Some(now);
+            if let Err(e) = self.save_profiles(now) {
+                report.issues.push(Issue {
+                    workload: None,
+                    message: e.to_string(),
+                });
+            }
+        }
+        report
+    }
+
+    /// Drives the loop from `source` until it is exhausted, calling `on_tick` after each
+    /// tick. Stops at the first source error.
+    pub fn run(
+        &mut self,
+        source: &mut dyn Source,
+        mut on_tick: impl FnMut(&Engine, &TickReport),
+    ) -> Result<u64, SourceError> {
+        let mut ticks = 0;
+        while let Some(batch) = source.next_batch() {
+            let batch = batch?;
+            let report = self.tick(batch.now, &batch.samples);
+            on_tick(self, &report);
+            ticks += 1;
+        }
+        Ok(ticks)
+    }
+
+    /// Saves every workload's profile now. Returns how many were saved.
+    pub fn save_profiles(&mut self, now: Timestamp) -> Result<usize, StoreError> {
+        let profiles: Vec<Profile> = self
+            .workloads
+            .iter_mut()
+            .filter_map(|w| {
+                let p = profile_of(w, now)?;
+                w.profile_version = p.version;
+                Some(p)
+            })
+            .collect();
+        self.store.save(&profiles)?;
+        Ok(profiles.len())
+    }
+
+    /// Puts every workload back to the limits it had when adopted (the agent's shutdown
+    /// path). Returns the decisions applied and the problems met.
+    pub fn restore_adopted_limits(&mut self, now: Timestamp) -> (Vec<Decision>, Vec<Issue>) {
+        let mut done = Vec::new();
+        let mut issues = Vec::new();
+        for w in &mut self.workloads {
+            if w.limits == w.spec.limits {
+                continue;
+            }
+            let decision = Decision {
+                workload: w.spec.id.clone(),
+                at: now,
+                old: w.limits,
+                new: w.spec.limits,
+                reason: Reason::Restore,
+                risk: ResourceMap::none(),
+                model: "restore".into(),
+            };
+            match self.actuator.apply(&decision) {
+                Ok(applied) => {
+                    w.limits = applied;
+                    done.push(decision);
+                }
+                Err(e) => issues.push(Issue {
+                    workload: Some(w.spec.id.clone()),
+                    message: e.to_string(),
+                }),
+            }
+        }
+        (done, issues)
+    }
+
+    fn observe(&mut self, now: Timestamp, sample: &Sample, report: &mut TickReport) {
+        if sample.at() > now {
+            report.samples_from_future += 1;
+            return;
+        }
+        let idx = match self.index.get(sample.workload()) {
+            Some(&idx) => idx,
+            None => match self.adopt_default(sample.workload().clone()) {
+                Ok(idx) => {
+                    report.adopted.push(sample.workload().clone());
+                    idx
+                }
+                Err(e) => {
+                    report.issues.push(Issue {
+                        workload: Some(sample.workload().clone()),
+                        message: e.to_string(),
+                    });
+                    return;
+                }
+            },
+        };
+        let w = &mut self.workloads[idx];
+        if w.last_sample
+            .as_ref()
+            .is_some_and(|prev| sample.at() <= prev.at())
+        {
+            report.samples_out_of_order += 1;
+            return;
+        }
+        if let Some(f) = w.forecaster.as_mut() {
+            f.observe(sample);
+        }
+        w.allocator.observe(sample, &w.limits);
+        w.last_sample = Some(sample.clone());
+        w.samples += 1;
+        report.samples_used += 1;
+        if !w.touched {
+            w.touched = true;
+            self.touched.push(idx);
+        }
+    }
+
+    fn adopt_default(&mut self, id: WorkloadId) -> Result<usize, EngineError> {
+        let key = WorkloadKey::for_code(id.as_str()).map_err(|e| EngineError::InvalidConfig {
+            field: "workload id",
+            reason: e.to_string(),
+        })?;
+        self.adopt(WorkloadSpec {
+            id,
+            key,
+            limits: Limits::unlimited(),
+            policy: self.config.default_policy.clone(),
+        })?;
+        Ok(self.workloads.len() - 1)
+    }
+
+    /// Forecast → allocate → actuate → score → respond, for one workload that has a new
+    /// sample in this tick.
+    fn step(&mut self, idx: usize, now: Timestamp, report: &mut TickReport) {
+        let horizon_s = self.decision_horizon_s();
+        let w = &mut self.workloads[idx];
+        let Some(sample) = w.last_sample.clone() else {
+            return;
+        };
+        let previous = w.forecast.take();
+        if let Some(f) = &w.forecaster {
+            w.forecast = f.forecast(now, &self.config.horizons_s);
+        }
+
+        let due = w
+            .last_decision_at
+            .is_none_or(|t| now.secs_since(t) >= f64::from(self.config.decide_every_s))
+            || sample.events().starved();
+        if due {
+            w.last_decision_at = Some(now);
+            let input = AllocationInput {
+                now,
+                sample: &sample,
+                forecast: w.forecast.as_ref(),
+                current: &w.limits,
+                policy: &w.spec.policy,
+                horizon_s,
+            };
+            if let Some(proposal) = w.allocator.allocate(&input) {
+                let new =
+                    safety::enforce(&proposal.limits, &w.limits, sample.usage(), &w.spec.policy);
+                if new != w.limits {
+                    let risk = match &w.forecast {
+                        Some(fc) => ResourceMap::from_fn(|r| {
+                            new.hard(r).and_then(|limit| fc.risk(r, limit, horizon_s))
+                        }),
+                        None => proposal.risk,
+                    };
+                    let decision = Decision {
+                        workload: w.spec.id.clone(),
+                        at: now,
+                        old: w.limits,
+                        new,
+                        reason: proposal.reason,
+                        risk,
+                        model: proposal.model,
+                    };
+                    apply(self.actuator.as_mut(), w, decision, report);
+                }
+            }
+        }
+
+        let first_alert = report.alerts.len();
+        if let Some(prev) = previous {
+            let excess = w.score.update(&sample, &prev, &self.config.behavior);
+            if excess > 0.0 && w.score.value() >= self.config.alert_score {
+                report.alerts.push(Alert {
+                    workload: w.spec.id.clone(),
+                    at: now,
+                    kind: AlertKind::OutsideEnvelope,
+                    severity: Severity::Warning,
+                    score: w.score.value(),
+                    message: format!(
+                        "usage {excess:.1} spreads above the forecast p99 (model {}); behavioural score {:.0}",
+                        prev.model(),
+                        w.score.value()
+                    ),
+                });
+            }
+        }
+        if sample.events().oom_kills > 0 {
+            report.alerts.push(Alert {
+                workload: w.spec.id.clone(),
+                at: now,
+                kind: AlertKind::OomKill,
+                severity: Severity::Warning,
+                score: f64::from(sample.events().oom_kills),
+                message: format!(
+                    "{} process(es) OOM-killed at memory limit {:?} bytes",
+                    sample.events().oom_kills,
+                    w.limits.memory_max_bytes()
+                ),
+            });
+        }
+        for i in first_alert..report.alerts.len() {
+            let alert = report.alerts[i].clone();
+            for response in self.responder.respond(&alert, &w.spec.policy) {
+                carry_out(self.actuator.as_mut(), w, &response, now, report);
+                report.responses.push((w.spec.id.clone(), response));
+            }
+        }
+    }
+
+    fn decision_horizon_s(&self) -> u32 {
+        let first = self.config.horizons_s.first().copied().unwrap_or(1);
+        self.config.decide_every_s.max(first) + self.config.actuation_delay_s
+    }
+}
+
+fn apply(
+    actuator: &mut dyn Actuator,
+    w: &mut Managed,
+    decision: Decision,
+    report: &mut TickReport,
+) {
+    match actuator.apply(&decision) {
+        Ok(applied) => {
+            w.limits = applied;
+            report.decisions.push(decision);
+        }
+        Err(e) => {
+            report.alerts.push(Alert {
+                workload: w.spec.id.clone(),
+                at: decision.at,
+                kind: AlertKind::ActuationFailed,
+                severity: Severity::Warning,
+                score: 0.0,
+                message: e.to_string(),
+            });
+            report.issues.push(Issue {
+                workload: Some(w.spec.id.clone()),
+                message: e.to_string(),
+            });
+        }
+    }
+}
+
+fn carry_out(
+    actuator: &mut dyn Actuator,
+    w: &mut Managed,
+    response: &Response,
+    now: Timestamp,
+    report: &mut TickReport,
+) {
+    let refuse = |report: &mut TickReport, what: &str| {
+        report.issues.push(Issue {
+            workload: Some(w.spec.id.clone()),
+            message: format!("refused to {what} a protected workload"),
+        });
+    };
+    let result = match response {
+        Response::Record => Ok(()),
+        Response::Throttle { cpu_cores } => {
+            let mut proposed = w.limits;
+            let target = w
+                .limits
+                .cpu_quota_cores()
+                .map_or(*cpu_cores, |c| c.min(*cpu_cores));
+            if proposed.set_hard(Resource::Cpu, target).is_ok() {
+                let usage = w
+                    .last_sample
+                    .as_ref()
+                    .map(|s| *s.usage())
+                    .unwrap_or_default();
+                let new = safety::enforce(&proposed, &w.limits, &usage, &w.spec.policy);
+                if new != w.limits {
+                    let decision = Decision {
+                        workload: w.spec.id.clone(),
+                        at: now,
+                        old: w.limits,
+                        new,
+                        reason: Reason::AnomalyResponse,
+                        risk: ResourceMap::none(),
+                        model: "responder".into(),
+                    };
+                    apply(actuator, w, decision, report);
+                }
+            }
+            Ok(())
+        }
+        Response::Freeze if w.spec.policy.protected => {
+            refuse(report, "freeze");
+            Ok(())
+        }
+        Response::Kill if w.spec.policy.protected => {
+            refuse(report, "kill");
+            Ok(())
+        }
+        Response::Freeze => actuator.freeze(&w.spec.id, true),
+        Response::Kill => actuator.kill(&w.spec.id),
+    };
+    if let Err(e) = result {
+        report.issues.push(Issue {
+            workload: Some(w.spec.id.clone()),
+            message: e.to_string(),
+        });
+    }
+}
+
+fn profile_of(w: &Managed, now: Timestamp) -> Option<Profile> {
+    let model = match w.forecaster.as_ref().map(|f| f.save()) {
+        Some(Ok(state)) => Some(state),
+        Some(Err(e)) => {
+            warn!(workload = %w.spec.id, error = %e, "could not save model state");
+            return None;
+        }
+        None => None,
+    };
+    if w.samples == 0 {
+        return None;
+    }
+    Some(Profile {
+        key: w.spec.key.clone(),
+        version: w.profile_version + 1,
+        samples: w.profile_samples + w.samples,
+        updated_at: now,
+        model,
+    })
+}

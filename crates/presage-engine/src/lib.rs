@@ -1,0 +1,23 @@
+//! The one control loop of presage.
+//!
+//! [`Engine::tick`] takes the samples observed up to `now` and, for each workload, does in
+//! order what the seeds' core loop does: update the profile (the forecaster and allocator
+//! observe the sample) → forecast → allocate → actuate → score behaviour → respond. The
+//! engine never knows whether it runs on a live host or on a recorded trace: that is
+//! decided by the [`Source`] that feeds it and the [`Actuator`], [`ProfileStore`] and
+//! [`Responder`] it is built with.
+
+mod engine;
+mod memory_store;
+mod report;
+mod traits;
+mod workload;
+
+pub use engine::{Engine, EngineBuilder, EngineConfig, EngineError};
+pub use memory_store::MemoryStore;
+pub use report::{Issue, TickReport};
+pub use traits::{
+    ActuationError, Actuator, Batch, Profile, ProfileStore, RecordOnly, Responder, Response,
+    Source, SourceError, StoreError,
+};
+pub use workload::{WorkloadSpec, WorkloadView};

@@ -1,0 +1,15 @@
+//! Forecasting for presage.
+//!
+//! A [`Forecaster`] is one model's state for one workload: it observes that workload's
+//! samples one at a time (O(1) each for the online models) and, when asked, forecasts
+//! every resource it models as quantiles per horizon. A [`ForecasterFactory`] is a model
+//! family with its settings; it makes a fresh forecaster per workload or restores one from
+//! a saved [`ModelState`] (which is how profiles outlive a process).
+
+mod buckets;
+mod ewma;
+mod traits;
+
+pub use buckets::ExponentialBuckets;
+pub use ewma::{Ewma, EwmaConfig};
+pub use traits::{ForecastError, Forecaster, ForecasterFactory, ModelState};

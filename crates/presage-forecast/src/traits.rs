@@ -1,0 +1,128 @@
+use std::fmt::Debug;
+
+use presage_core::{Forecast, Sample, Timestamp};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Why a model could not be saved, restored or configured.
+#[derive(Debug, Error)]
+pub enum ForecastError {
+    /// A saved state belongs to another model.
+    #[error("saved state is for model {found:?}, not {expected:?}")]
+    WrongModel {
+        /// The model asked to restore.
+        expected: String,
+        /// The model the state was saved by.
+        found: String,
+    },
+    /// A saved state has a format version this build cannot read.
+    #[error("saved state of model {model:?} has version {found}; this build reads {supported}")]
+    UnsupportedVersion {
+        /// The model.
+        model: String,
+        /// The state's version.
+        found: u32,
+        /// The version this build writes and reads.
+        supported: u32,
+    },
+    /// A saved state did not parse.
+    #[error("saved state of model {model:?} is malformed: {source}")]
+    Malformed {
+        /// The model.
+        model: String,
+        /// The parse error.
+        source: serde_json::Error,
+    },
+    /// A setting was out of range.
+    #[error("invalid setting {field} = {value}: {reason}")]
+    InvalidSetting {
+        /// The setting.
+        field: &'static str,
+        /// Its value, as given.
+        value: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+}
+
+/// A model's learned state, serialised for the profile store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelState {
+    /// The model family ([`ForecasterFactory::name`]).
+    pub model: String,
+    /// The state's format version, bumped whenever the layout changes.
+    pub version: u32,
+    /// The state itself.
+    pub state: serde_json::Value,
+}
+
+impl ModelState {
+    /// Decodes `state` as `T` after checking it was written by `model` at `version`.
+    pub fn decode<T: for<'de> Deserialize<'de>>(
+        &self,
+        model: &str,
+        version: u32,
+    ) -> Result<T, ForecastError> {
+        if self.model != model {
+            return Err(ForecastError::WrongModel {
+                expected: model.to_owned(),
+                found: self.model.clone(),
+            });
+        }
+        if self.version != version {
+            return Err(ForecastError::UnsupportedVersion {
+                model: model.to_owned(),
+                found: self.version,
+                supported: version,
+            });
+        }
+        serde_json::from_value(self.state.clone()).map_err(|source| ForecastError::Malformed {
+            model: model.to_owned(),
+            source,
+        })
+    }
+
+    /// Encodes `state` as written by `model` at `version`.
+    pub fn encode<T: Serialize>(
+        model: &str,
+        version: u32,
+        state: &T,
+    ) -> Result<Self, ForecastError> {
+        Ok(ModelState {
+            model: model.to_owned(),
+            version,
+            state: serde_json::to_value(state).map_err(|source| ForecastError::Malformed {
+                model: model.to_owned(),
+                source,
+            })?,
+        })
+    }
+}
+
+/// One model's state for one workload.
+pub trait Forecaster: Send + Debug {
+    /// The model family's name (shown on every decision it drives).
+    fn name(&self) -> &'static str;
+
+    /// Learns from one sample. Samples arrive in time order; each is seen once.
+    fn observe(&mut self, sample: &Sample);
+
+    /// Forecasts every modelled resource at each of `horizons_s` (seconds after `now`,
+    /// positive and increasing). `None` until the model has seen enough to say anything.
+    fn forecast(&self, now: Timestamp, horizons_s: &[u32]) -> Option<Forecast>;
+
+    /// The learned state, for the profile store.
+    fn save(&self) -> Result<ModelState, ForecastError>;
+}
+
+/// A model family with its settings: makes and restores per-workload forecasters.
+pub trait ForecasterFactory: Send + Sync + Debug {
+    /// The family's name.
+    fn name(&self) -> &'static str;
+
+    /// A forecaster that has seen nothing.
+    fn create(&self) -> Box<dyn Forecaster>;
+
+    /// A forecaster continuing from a saved state.
+    fn restore(&self, state: &ModelState) -> Result<Box<dyn Forecaster>, ForecastError>;
+}

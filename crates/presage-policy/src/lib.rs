@@ -1,0 +1,21 @@
+//! Policy for presage: how forecasts become limits.
+//!
+//! An [`Allocator`] is one workload's allocation rule. It observes every sample (the
+//! baselines keep their own statistics), and when the engine asks, proposes limits from
+//! the latest sample, the forecast (if its policy uses one) and the limits in force. The
+//! proposal then passes through [`safety::enforce`], which makes the invariants of
+//! DESIGN.md impossible to break whatever the allocator proposed. [`BehaviorScore`]
+//! tracks how well a workload keeps to its own forecast.
+
+mod allocator;
+pub mod baselines;
+mod behavior;
+mod margin;
+mod policy;
+pub mod registry;
+pub mod safety;
+
+pub use allocator::{AllocationInput, Allocator, AllocatorFactory, Proposal};
+pub use behavior::{BehaviorConfig, BehaviorScore, NEUTRAL};
+pub use margin::{MarginAllocator, MarginConfig};
+pub use policy::{PolicyError, WorkloadPolicy};

@@ -1,0 +1,119 @@
+//! Every allocation rule presage can run, by name, with the one knob a sweep turns.
+//!
+//! The simulator and the agent pick rules from here; `presage simulate --sweep` runs each
+//! over its `sweep` grid to draw its slack-vs-violation frontier.
+
+use std::sync::Arc;
+
+use presage_forecast::{Ewma, EwmaConfig, ForecasterFactory};
+
+use crate::baselines::StaticAllocator;
+use crate::{AllocatorFactory, MarginAllocator, MarginConfig, PolicyError};
+
+/// The parts an allocation rule runs with.
+#[derive(Debug, Clone)]
+pub struct PolicyParts {
+    /// The rule.
+    pub allocator: Arc<dyn AllocatorFactory>,
+    /// The forecasting model it reads, if any.
+    pub forecaster: Option<Arc<dyn ForecasterFactory>>,
+}
+
+/// A named rule with its knob.
+#[derive(Debug, Clone, Copy)]
+pub struct PolicyInfo {
+    /// The name used on the command line and in reports.
+    pub name: &'static str,
+    /// One line on what it is.
+    pub summary: &'static str,
+    /// What the knob means.
+    pub knob: &'static str,
+    /// The knob's default (the rule as its authors ship it).
+    pub default_knob: f64,
+    /// Knob values `--sweep` runs.
+    pub sweep: &'static [f64],
+    /// Builds the rule with a knob value.
+    pub build: fn(f64) -> Result<PolicyParts, PolicyError>,
+}
+
+impl PolicyInfo {
+    /// The rule at its default knob.
+    pub fn build_default(&self) -> Result<PolicyParts, PolicyError> {
+        (self.build)(self.default_knob)
+    }
+}
+
+fn knob_error(field: &str, value: f64, reason: &'static str) -> PolicyError {
+    PolicyError {
+        field: field.to_owned(),
+        value: value.to_string(),
+        reason,
+    }
+}
+
+fn build_static(scale: f64) -> Result<PolicyParts, PolicyError> {
+    Ok(PolicyParts {
+        allocator: Arc::new(StaticAllocator::new(scale)?),
+        forecaster: None,
+    })
+}
+
+fn build_presage(headroom: f64) -> Result<PolicyParts, PolicyError> {
+    if !(headroom.is_finite() && headroom >= 0.0) {
+        return Err(knob_error("presage headroom", headroom, "must be ≥ 0"));
+    }
+    let forecaster = Ewma::new(EwmaConfig::default())
+        .map_err(|_| knob_error("presage ewma", 0.0, "invalid default EWMA settings"))?;
+    Ok(PolicyParts {
+        allocator: Arc::new(MarginAllocator::new(MarginConfig {
+            headroom: Some(headroom),
+            ..MarginConfig::default()
+        })),
+        forecaster: Some(Arc::new(forecaster)),
+    })
+}
+
+/// Every rule, in report order.
+pub fn all() -> Vec<PolicyInfo> {
+    vec![
+        PolicyInfo {
+            name: "static",
+            summary: "the provisioned allocation, never changed (what users run today)",
+            knob: "scale applied to the provisioned allocation",
+            default_knob: 1.0,
+            sweep: &[0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.25, 1.5],
+            build: build_static,
+        },
+        PolicyInfo {
+            name: "presage",
+            summary: "presage's predictive allocator (currently: EWMA forecast quantile + headroom)",
+            knob: "headroom fraction over the forecast quantile",
+            default_knob: 0.10,
+            sweep: &[0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0],
+            build: build_presage,
+        },
+    ]
+}
+
+/// The rule called `name`.
+pub fn find(name: &str) -> Option<PolicyInfo> {
+    all().into_iter().find(|p| p.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_rule_builds_at_default_and_across_its_sweep() {
+        for info in all() {
+            assert!(info.build_default().is_ok(), "{}", info.name);
+            assert!(!info.sweep.is_empty(), "{}", info.name);
+            for &k in info.sweep {
+                assert!((info.build)(k).is_ok(), "{} at {k}", info.name);
+            }
+            assert_eq!(find(info.name).map(|p| p.name), Some(info.name));
+        }
+        assert!(find("nope").is_none());
+    }
+}
