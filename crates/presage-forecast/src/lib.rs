@@ -8,8 +8,10 @@
 
 mod buckets;
 mod ewma;
+mod histogram;
 mod traits;
 
 pub use buckets::ExponentialBuckets;
 pub use ewma::{Ewma, EwmaConfig};
+pub use histogram::{DecayingHistogram, EPSILON as HISTOGRAM_EPSILON, HistogramCheckpoint};
 pub use traits::{ForecastError, Forecaster, ForecasterFactory, ModelState};

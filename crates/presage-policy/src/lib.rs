@@ -18,4 +18,4 @@ pub mod safety;
 pub use allocator::{AllocationInput, Allocator, AllocatorFactory, Proposal};
 pub use behavior::{BehaviorConfig, BehaviorScore, NEUTRAL};
 pub use margin::{MarginAllocator, MarginConfig};
-pub use policy::{PolicyError, WorkloadPolicy};
+pub use policy::{MIN_CPU_CORES, MIN_MEMORY_BYTES, PolicyError, WorkloadPolicy};

@@ -2,6 +2,14 @@ use presage_core::{Resource, ResourceMap};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+/// The smallest CPU quota presage sets, in cores: the kernel's minimum quota is 1 ms per
+/// 100 ms period.
+pub const MIN_CPU_CORES: f64 = 0.01;
+
+/// The smallest memory hard limit presage sets, in bytes: below a few MiB no process
+/// starts, so a lower limit is a kill, not an allocation.
+pub const MIN_MEMORY_BYTES: f64 = 4.0 * 1024.0 * 1024.0;
+
 /// A policy setting that cannot be used, naming the field and the value.
 #[derive(Debug, Clone, PartialEq, Error)]
 #[error("policy field {field} = {value}: {reason}")]
@@ -123,9 +131,15 @@ impl WorkloadPolicy {
         self.weight * self.vip_multiplier
     }
 
-    /// Clamps `value` into this policy's [min, max] for `resource`.
+    /// Clamps `value` into this policy's [min, max] for `resource`; CPU and memory never go
+    /// below [`MIN_CPU_CORES`] and [`MIN_MEMORY_BYTES`] whatever the policy says.
     pub fn clamp(&self, resource: Resource, value: f64) -> f64 {
-        let mut v = value;
+        let floor = match resource {
+            Resource::Cpu => MIN_CPU_CORES,
+            Resource::Memory => MIN_MEMORY_BYTES,
+            _ => 0.0,
+        };
+        let mut v = value.max(floor);
         if let Some(lo) = self.min[resource] {
             v = v.max(lo);
         }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use presage_forecast::{Ewma, EwmaConfig, ForecasterFactory};
 
-use crate::baselines::StaticAllocator;
+use crate::baselines::{StaticAllocator, autopilot_ml, autopilot_mw, cloudscale, threshold, vpa};
 use crate::{AllocatorFactory, MarginAllocator, MarginConfig, PolicyError};
 
 /// The parts an allocation rule runs with.
@@ -83,6 +83,46 @@ pub fn all() -> Vec<PolicyInfo> {
             default_knob: 1.0,
             sweep: &[0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.25, 1.5],
             build: build_static,
+        },
+        PolicyInfo {
+            name: "threshold",
+            summary: "reactive thresholds: step up above 80 % of the limit, down below 30 %",
+            knob: threshold::KNOB,
+            default_knob: threshold::DEFAULT_KNOB,
+            sweep: threshold::SWEEP,
+            build: threshold::build,
+        },
+        PolicyInfo {
+            name: "vpa",
+            summary: "Kubernetes VPA recommender + updater (decaying histograms, P90 × 1.15, 24 h memory peaks, OOM bump)",
+            knob: vpa::KNOB,
+            default_knob: vpa::DEFAULT_KNOB,
+            sweep: vpa::SWEEP,
+            build: vpa::build,
+        },
+        PolicyInfo {
+            name: "autopilot-mw",
+            summary: "Google Autopilot moving window (load-adjusted P95 CPU, P98 memory, margin, 1 h max)",
+            knob: autopilot_mw::KNOB,
+            default_knob: autopilot_mw::DEFAULT_KNOB,
+            sweep: autopilot_mw::SWEEP,
+            build: autopilot_mw::build,
+        },
+        PolicyInfo {
+            name: "autopilot-ml",
+            summary: "Google Autopilot ML: ensemble of argmin models with overrun/underrun/change costs",
+            knob: autopilot_ml::KNOB,
+            default_knob: autopilot_ml::DEFAULT_KNOB,
+            sweep: autopilot_ml::SWEEP,
+            build: autopilot_ml::build,
+        },
+        PolicyInfo {
+            name: "cloudscale",
+            summary: "CloudScale-style: signature/Markov forecast + burst and remedial padding + fast correction",
+            knob: cloudscale::KNOB,
+            default_knob: cloudscale::DEFAULT_KNOB,
+            sweep: cloudscale::SWEEP,
+            build: cloudscale::build,
         },
         PolicyInfo {
             name: "presage",

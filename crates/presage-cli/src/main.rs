@@ -1,0 +1,74 @@
+//! `presage`: predictive resource allocation for Linux workloads.
+
+mod simulate;
+mod trace_cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// presage learns how each workload uses CPU, memory, I/O and network, forecasts its demand
+/// as a distribution, moves its limits before the demand arrives and gives them back when
+/// it has passed.
+///
+/// Start with `presage simulate`: it replays a built-in synthetic trace (or your own, or a
+/// public one) under presage and the allocators people use today (static limits,
+/// threshold rules, Kubernetes VPA, Google Autopilot, CloudScale) and reports, side by
+/// side, how much each wastes and how often each starves a workload.
+#[derive(Debug, Parser)]
+#[command(name = "presage", version, about, long_about)]
+struct Cli {
+    /// More logging (-v info, -vv debug, -vvv trace). `RUST_LOG` overrides it.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Replay traces under several allocation policies and compare slack, violations,
+    /// OOM kills and churn.
+    Simulate(simulate::Args),
+    /// Work with traces: generate synthetic ones.
+    #[command(subcommand)]
+    Trace(trace_cmd::Command),
+    /// List the allocation policies, their knobs and sweep grids.
+    Policies,
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Simulate(args) => simulate::run(&args),
+        Command::Trace(cmd) => trace_cmd::run(&cmd),
+        Command::Policies => {
+            print!("{}", simulate::policy_list());
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! The `presage` command end to end.
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn presage() -> Result<Command, Box<dyn std::error::Error>> {
+    Ok(Command::cargo_bin("presage")?)
+}
+
+fn read_report(dir: &Path) -> Result<Value, Box<dyn std::error::Error>> {
+    Ok(serde_json::from_slice(&std::fs::read(
+        dir.join("report.json"),
+    )?)?)
+}
+
+#[test]
+fn help_says_what_presage_is() -> TestResult {
+    let out = presage()?.arg("--help").output()?;
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout)?;
+    assert!(text.contains("forecasts its demand"), "{text}");
+    assert!(text.contains("simulate"));
+    Ok(())
+}
+
+#[test]
+fn simulate_on_the_builtin_trace_writes_the_contracted_report() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let out = presage()?
+        .args([
+            "simulate",
+            "--quiet",
+            "--sweep",
+            "--policies",
+            "static,vpa,presage,oracle",
+            "--out",
+        ])
+        .arg(dir.path())
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout)?;
+    assert!(stdout.contains("slack at VPA's violation rate"), "{stdout}");
+    let report = read_report(dir.path())?;
+    assert!(report["workloads"].as_u64().is_some_and(|n| n > 0));
+    assert!(report["samples"].as_u64().is_some_and(|n| n > 0));
+    let policies = report["policies"].as_array().ok_or("policies")?;
+    assert_eq!(policies.len(), 4);
+    for p in policies {
+        for resource in ["cpu", "memory"] {
+            for key in [
+                "slack",
+                "violation_rate",
+                "unmet",
+                "oom_per_workload_day",
+                "churn_per_workload_day",
+            ] {
+                let v = &p["resources"][resource][key];
+                assert!(
+                    v.as_f64().is_some_and(f64::is_finite),
+                    "{} {resource} {key}: {v}",
+                    p["name"]
+                );
+            }
+        }
+    }
+    for resource in ["cpu", "memory"] {
+        let vpa = report["headline"][resource]["vpa"]
+            .as_f64()
+            .ok_or("vpa headline")?;
+        assert!((vpa - 1.0).abs() < 1e-9, "VPA against itself is 1×: {vpa}");
+        let frontier = report["frontiers"][resource]["presage"]
+            .as_array()
+            .ok_or("frontier")?;
+        assert!(!frontier.is_empty());
+    }
+    for plot in [
+        "frontier_cpu.svg",
+        "frontier_cpu.png",
+        "frontier_memory.png",
+    ] {
+        assert!(dir.path().join(plot).metadata()?.len() > 1000, "{plot}");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_synthetic_csv_round_trips_through_simulate() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let csv = dir.path().join("synth.csv");
+    let out = presage()?
+        .args(["trace", "synth", "--days", "2", "--out"])
+        .arg(&csv)
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = presage()?
+        .args([
+            "simulate",
+            "--quiet",
+            "--no-plots",
+            "--policies",
+            "static,vpa",
+            "--out",
+        ])
+        .arg(dir.path())
+        .arg("--trace")
+        .arg(format!("csv:{}", csv.display()))
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = read_report(dir.path())?;
+    assert!(report["workloads"].as_u64().is_some_and(|n| n > 0));
+    Ok(())
+}
+
+#[test]
+fn a_bad_trace_line_is_named_and_lenient_skips_it() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let csv = dir.path().join("bad.csv");
+    std::fs::write(
+        &csv,
+        "timestamp,workload,cpu,memory\n0,a,1.0,1000000\n300,a,lots,1000000\n600,a,1.5,1000000\n",
+    )?;
+    let out = presage()?
+        .args([
+            "simulate",
+            "--quiet",
+            "--no-plots",
+            "--policies",
+            "static",
+            "--out",
+        ])
+        .arg(dir.path())
+        .arg("--trace")
+        .arg(format!("csv:{}", csv.display()))
+        .output()?;
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr)?;
+    assert!(err.contains("bad.csv:3") && err.contains("cpu"), "{err}");
+    let out = presage()?
+        .args([
+            "simulate",
+            "--quiet",
+            "--no-plots",
+            "--lenient",
+            "--policies",
+            "static",
+            "--out",
+        ])
+        .arg(dir.path())
+        .arg("--trace")
+        .arg(format!("csv:{}", csv.display()))
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = read_report(dir.path())?;
+    assert_eq!(report["trace"]["skipped"]["lines"].as_u64(), Some(1));
+    Ok(())
+}
+
+#[test]
+fn unknown_policies_and_formats_are_refused_with_the_choices() -> TestResult {
+    let out = presage()?
+        .args(["simulate", "--quiet", "--policies", "magic"])
+        .output()?;
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr)?;
+    assert!(err.contains("magic") && err.contains("vpa"), "{err}");
+    let out = presage()?
+        .args(["simulate", "--quiet", "--trace", "azure:/nowhere"])
+        .output()?;
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr)?;
+    assert!(err.contains("azure") && err.contains("bitbrains"), "{err}");
+    Ok(())
+}

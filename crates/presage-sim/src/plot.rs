@@ -1,0 +1,249 @@
+//! Charts of a simulation: the slack-vs-violation frontier per resource, and usage-vs-limit
+//! timelines. Each is written as SVG (for the docs) and PNG (for a quick look).
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::{FontStyle, register_font};
+use thiserror::Error;
+
+use crate::report::Report;
+use crate::run::Timeline;
+
+/// A chart that could not be drawn or written.
+#[derive(Debug, Error)]
+#[error("plot {path}: {message}")]
+pub struct PlotError {
+    /// The file being written.
+    pub path: PathBuf,
+    /// What failed.
+    pub message: String,
+}
+
+// Embedded so charts carry text on machines without system fonts (DejaVu Sans, Bitstream
+// Vera licence: assets/DejaVuSans.LICENSE).
+static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+static FONT_ONCE: Once = Once::new();
+
+fn ensure_font() {
+    FONT_ONCE.call_once(|| {
+        // A font that fails to load leaves charts without text rather than failing them.
+        let _ = register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+}
+
+const SIZE: (u32, u32) = (960, 640);
+
+fn palette(i: usize) -> RGBColor {
+    const COLORS: [RGBColor; 9] = [
+        RGBColor(31, 119, 180),
+        RGBColor(255, 127, 14),
+        RGBColor(44, 160, 44),
+        RGBColor(214, 39, 40),
+        RGBColor(148, 103, 189),
+        RGBColor(140, 86, 75),
+        RGBColor(227, 119, 194),
+        RGBColor(127, 127, 127),
+        RGBColor(23, 190, 207),
+    ];
+    COLORS[i % COLORS.len()]
+}
+
+type DrawResult = Result<(), String>;
+
+/// A line chart, drawable on any backend.
+struct LineChart<'a> {
+    title: &'a str,
+    x_desc: &'a str,
+    y_desc: &'a str,
+    x_max: f64,
+    y_max: f64,
+    series: &'a [(String, Vec<(f64, f64)>)],
+    markers: bool,
+}
+
+/// Draws `chart` into `<stem>.svg` and `<stem>.png`; returns the files written.
+fn both_formats(stem: &Path, chart: &LineChart<'_>) -> Result<Vec<PathBuf>, PlotError> {
+    ensure_font();
+    let svg = stem.with_extension("svg");
+    let png = stem.with_extension("png");
+    let fail = |path: &Path, message: String| PlotError {
+        path: path.to_path_buf(),
+        message,
+    };
+    {
+        let root = SVGBackend::new(&svg, SIZE).into_drawing_area();
+        chart.draw(&root).map_err(|m| fail(&svg, m))?;
+        root.present().map_err(|e| fail(&svg, e.to_string()))?;
+    }
+    {
+        let root = BitMapBackend::new(&png, SIZE).into_drawing_area();
+        chart.draw(&root).map_err(|m| fail(&png, m))?;
+        root.present().map_err(|e| fail(&png, e.to_string()))?;
+    }
+    Ok(vec![svg, png])
+}
+
+/// One resource's frontier: every policy's Pareto points, VPA's default marked.
+pub fn frontier(report: &Report, resource: &str, stem: &Path) -> Result<Vec<PathBuf>, PlotError> {
+    let Some(frontiers) = report.frontiers.as_ref().and_then(|f| f.get(resource)) else {
+        return Ok(Vec::new());
+    };
+    let series: Vec<(String, Vec<(f64, f64)>)> = frontiers
+        .iter()
+        .map(|(name, pts)| {
+            (
+                name.clone(),
+                pts.iter().map(|p| (p[0] * 100.0, p[1] * 100.0)).collect(),
+            )
+        })
+        .collect();
+    let x_max = series
+        .iter()
+        .flat_map(|(_, pts)| pts.iter().map(|p| p.0))
+        .fold(1.0f64, f64::max)
+        .min(100.0)
+        * 1.05;
+    let y_max = series
+        .iter()
+        .flat_map(|(_, pts)| pts.iter().map(|p| p.1))
+        .fold(10.0f64, f64::max)
+        .min(100.0)
+        * 1.05;
+    let title = format!("{resource}: slack vs violation rate (lower-left is better)");
+    both_formats(
+        stem,
+        &LineChart {
+            title: &title,
+            x_desc: "violation rate (% of workload-steps)",
+            y_desc: "slack (% of allocation)",
+            x_max,
+            y_max,
+            series: &series,
+            markers: true,
+        },
+    )
+}
+
+impl LineChart<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
+        let LineChart {
+            title,
+            x_desc,
+            y_desc,
+            x_max,
+            y_max,
+            series,
+            markers,
+        } = *self;
+        let e = |err: DrawingAreaErrorKind<DB::ErrorType>| err.to_string();
+        root.fill(&WHITE).map_err(e)?;
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 22))
+            .margin(16)
+            .x_label_area_size(48)
+            .y_label_area_size(72)
+            .build_cartesian_2d(0f64..x_max.max(1e-9), 0f64..y_max.max(1e-9))
+            .map_err(e)?;
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .y_desc(y_desc)
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(e)?;
+        for (i, (name, pts)) in series.iter().enumerate() {
+            let color = palette(i);
+            chart
+                .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
+                .map_err(e)?
+                .label(name.as_str())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+            if markers {
+                chart
+                    .draw_series(pts.iter().map(|p| Circle::new(*p, 4, color.filled())))
+                    .map_err(e)?;
+            }
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .label_font(("sans-serif", 14))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(e)?;
+        Ok(())
+    }
+}
+
+/// The usage-vs-limit timeline of one workload and resource under each policy that
+/// recorded one.
+pub fn timeline(
+    workload: &str,
+    resource: &str,
+    timelines: &[&Timeline],
+    stem: &Path,
+) -> Result<Vec<PathBuf>, PlotError> {
+    let Some(first) = timelines.first().and_then(|t| t.points.first()) else {
+        return Ok(Vec::new());
+    };
+    let t0 = first.at_ms;
+    let (scale, unit) = if resource == "memory" {
+        (1.0 / (1024.0 * 1024.0 * 1024.0), "GiB")
+    } else {
+        (1.0, "cores")
+    };
+    let pick = |p: &crate::TimelinePoint| {
+        if resource == "memory" {
+            p.memory
+        } else {
+            p.cpu
+        }
+    };
+    let hours = |at: i64| (at - t0) as f64 / 3_600_000.0;
+    let mut series: Vec<(String, Vec<(f64, f64)>)> = vec![(
+        "demand".to_owned(),
+        timelines[0]
+            .points
+            .iter()
+            .map(|p| (hours(p.at_ms), pick(p).0 * scale))
+            .collect(),
+    )];
+    for t in timelines {
+        series.push((
+            format!("limit: {}", t.policy),
+            t.points
+                .iter()
+                .filter_map(|p| pick(p).1.map(|l| (hours(p.at_ms), l * scale)))
+                .collect(),
+        ));
+    }
+    let x_max = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|q| q.0))
+        .fold(1.0f64, f64::max);
+    let y_max = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|q| q.1))
+        .fold(1e-6f64, f64::max)
+        * 1.1;
+    let title = format!("{workload}: {resource} demand and limits");
+    let y_desc = format!("{resource} ({unit})");
+    both_formats(
+        stem,
+        &LineChart {
+            title: &title,
+            x_desc: "hours since start",
+            y_desc: &y_desc,
+            x_max,
+            y_max,
+            series: &series,
+            markers: false,
+        },
+    )
+}

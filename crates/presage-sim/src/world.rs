@@ -1,0 +1,270 @@
+//! The simulated host: what a workload's demand turns into under the limits in force.
+//!
+//! CPU demand above the quota is throttled: the engine sees usage at the quota and the
+//! throttled time as an event. Memory demand above the hard limit is an OOM kill: the
+//! engine sees usage at the limit and the kill as an event; the workload then goes on as
+//! the trace says (its demand is what it is). A decision takes effect when the actuator
+//! applies it, `delay` after it was made, and governs the intervals that start after that.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use presage_core::{Decision, Events, Limits, Resource, Sample, Timestamp, Usage, WorkloadId};
+use presage_engine::{ActuationError, Actuator};
+
+use crate::metrics::Accumulators;
+use crate::trace::TraceWorkload;
+
+/// A limit change waiting to take effect.
+#[derive(Debug, Clone)]
+pub(crate) struct Pending {
+    pub(crate) workload: WorkloadId,
+    pub(crate) limits: Limits,
+    pub(crate) apply_at: Timestamp,
+}
+
+/// The simulator's actuator: it queues each decision to take effect after the actuation
+/// delay; the world applies it when its time comes.
+#[derive(Debug, Clone)]
+pub(crate) struct SimActuator {
+    pub(crate) queue: Arc<Mutex<Vec<Pending>>>,
+    pub(crate) delay_ms: i64,
+}
+
+impl Actuator for SimActuator {
+    fn apply(&mut self, decision: &Decision) -> Result<Limits, ActuationError> {
+        let mut queue = self.queue.lock().map_err(|_| ActuationError::Failed {
+            workload: decision.workload.clone(),
+            message: "simulator queue poisoned by an earlier panic".into(),
+        })?;
+        queue.push(Pending {
+            workload: decision.workload.clone(),
+            limits: decision.new,
+            apply_at: decision.at.plus_ms(self.delay_ms),
+        });
+        Ok(decision.new)
+    }
+}
+
+/// One usage-vs-limit point of a recorded timeline.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct TimelinePoint {
+    /// End of the interval, ms since the epoch.
+    pub at_ms: i64,
+    /// CPU demand (cores) and limit.
+    pub cpu: (f64, Option<f64>),
+    /// Memory demand (bytes) and limit.
+    pub memory: (f64, Option<f64>),
+}
+
+/// One workload's state in the simulated world.
+#[derive(Debug)]
+pub(crate) struct SimWorkload<'a> {
+    pub(crate) trace: &'a TraceWorkload,
+    pub(crate) cursor: usize,
+    pub(crate) limits: Limits,
+    pending: VecDeque<(Timestamp, Limits)>,
+    pub(crate) acc: Accumulators,
+    first_interval_ms: u32,
+    /// An OOM the node (not the workload's own limit) caused, delivered with the next sample.
+    pub(crate) node_oom: bool,
+    pub(crate) timeline: Option<Vec<TimelinePoint>>,
+}
+
+impl<'a> SimWorkload<'a> {
+    pub(crate) fn new(trace: &'a TraceWorkload, record_timeline: bool) -> Self {
+        SimWorkload {
+            trace,
+            cursor: 0,
+            limits: trace.provisioned,
+            pending: VecDeque::new(),
+            acc: Default::default(),
+            first_interval_ms: median_interval_ms(trace),
+            node_oom: false,
+            timeline: record_timeline.then(Vec::new),
+        }
+    }
+
+    /// The time of the next point, if any remain.
+    pub(crate) fn next_at(&self) -> Option<Timestamp> {
+        self.trace.points.get(self.cursor).map(|p| p.at)
+    }
+
+    /// The demand of the latest point at or before the cursor.
+    pub(crate) fn current_demand(&self, resource: Resource) -> f64 {
+        let i = self.cursor.min(self.trace.points.len().saturating_sub(1));
+        self.trace
+            .points
+            .get(i)
+            .and_then(|p| p.demand.get(resource))
+            .unwrap_or(0.0)
+    }
+
+    pub(crate) fn enqueue(&mut self, apply_at: Timestamp, limits: Limits) {
+        self.pending.push_back((apply_at, limits));
+    }
+
+    /// Applies the changes that took effect before the interval of the current point
+    /// began (at the previous point's time), counting each limit that moved.
+    fn apply_due(&mut self) {
+        let interval_start = match self.cursor {
+            0 => self
+                .trace
+                .points
+                .first()
+                .map(|p| p.at.plus_ms(-i64::from(self.first_interval_ms))),
+            i => self.trace.points.get(i - 1).map(|p| p.at),
+        };
+        let Some(start) = interval_start else {
+            return;
+        };
+        while self.pending.front().is_some_and(|(at, _)| *at <= start) {
+            let Some((_, new)) = self.pending.pop_front() else {
+                break;
+            };
+            for r in Resource::ALL {
+                if new.hard(r) != self.limits.hard(r) {
+                    self.acc[r.index()].count_change();
+                }
+            }
+            self.limits = new;
+        }
+    }
+
+    /// Plays the current point: applies due changes, records the metrics, and returns
+    /// what the host shows the engine. `cpu_available` is the node's share for this
+    /// workload when the node is contended (`None`: only the quota limits it).
+    pub(crate) fn play(&mut self, cpu_available: Option<f64>) -> Option<Sample> {
+        self.apply_due();
+        let point = *self.trace.points.get(self.cursor)?;
+        let interval_ms = match self.cursor {
+            0 => self.first_interval_ms,
+            i => interval_between(self.trace.points[i - 1].at, point.at),
+        };
+        self.cursor += 1;
+        let mut observed = Usage::empty();
+        let mut events = Events::default();
+        for (resource, demand) in point.demand.iter() {
+            let limit = self.limits.hard(resource);
+            self.acc[resource.index()].record(point.at, demand, limit);
+            let mut cap = limit.unwrap_or(f64::INFINITY);
+            if resource == Resource::Cpu {
+                cap = cap.min(cpu_available.unwrap_or(f64::INFINITY));
+            }
+            let shown = demand.min(cap);
+            if demand > cap {
+                match resource {
+                    Resource::Cpu => {
+                        let share = (demand - cap) / demand;
+                        events.cpu_throttled_s = share * f64::from(interval_ms) / 1000.0;
+                        // CFS periods are 100 ms; count the throttled share of them.
+                        events.cpu_throttled_periods =
+                            ((events.cpu_throttled_s * 10.0).ceil() as u64).max(1);
+                    }
+                    Resource::Memory => {
+                        events.oom_kills += 1;
+                        self.acc[resource.index()].count_oom();
+                    }
+                    _ => {}
+                }
+            }
+            // Values come from a validated trace and `min` keeps them finite and ≥ 0.
+            let _ = observed.set(resource, shown);
+        }
+        if std::mem::take(&mut self.node_oom) {
+            events.oom_kills += 1;
+            self.acc[Resource::Memory.index()].count_oom();
+        }
+        if let Some(timeline) = self.timeline.as_mut() {
+            let pair = |r: Resource| (point.demand.get(r).unwrap_or(0.0), self.limits.hard(r));
+            timeline.push(TimelinePoint {
+                at_ms: point.at.unix_ms(),
+                cpu: pair(Resource::Cpu),
+                memory: pair(Resource::Memory),
+            });
+        }
+        Sample::new(point.at, self.trace.id.clone(), interval_ms, observed)
+            .and_then(|s| s.with_events(events))
+            .ok()
+    }
+
+    /// Workload-days this workload covers.
+    pub(crate) fn days(&self) -> f64 {
+        match (self.trace.points.first(), self.trace.points.last()) {
+            (Some(a), Some(b)) => {
+                (b.at.secs_since(a.at) + f64::from(self.first_interval_ms) / 1000.0) / 86_400.0
+            }
+            _ => 0.0,
+        }
+    }
+}
+
+fn interval_between(a: Timestamp, b: Timestamp) -> u32 {
+    (b.unix_ms() - a.unix_ms()).clamp(1, i64::from(u32::MAX)) as u32
+}
+
+/// The workload's typical step, used for its first interval (a sample's interval is
+/// explicit, never assumed, so the first one is taken from its neighbours).
+pub(crate) fn median_interval_ms(trace: &TraceWorkload) -> u32 {
+    let mut gaps: Vec<u32> = trace
+        .points
+        .windows(2)
+        .map(|w| interval_between(w[0].at, w[1].at))
+        .collect();
+    if gaps.is_empty() {
+        return 60_000;
+    }
+    let mid = gaps.len() / 2;
+    *gaps.select_nth_unstable(mid).1
+}
+
+/// Splits `capacity` among `wants` by max-min fairness weighted by `weights`: nobody gets
+/// more than they want, and what the satisfied leave over is shared among the rest.
+pub(crate) fn weighted_max_min(capacity: f64, wants: &[f64], weights: &[f64]) -> Vec<f64> {
+    let mut share = vec![0.0; wants.len()];
+    let mut open: Vec<usize> = (0..wants.len()).filter(|&i| wants[i] > 0.0).collect();
+    let mut left = capacity.max(0.0);
+    while !open.is_empty() && left > 1e-12 {
+        let total_weight: f64 = open.iter().map(|&i| weights[i].max(1e-12)).sum();
+        let per_weight = left / total_weight;
+        let mut still_open = Vec::with_capacity(open.len());
+        let mut given = 0.0;
+        for &i in &open {
+            let offer = per_weight * weights[i].max(1e-12);
+            let need = wants[i] - share[i];
+            if need <= offer {
+                share[i] = wants[i];
+                given += need;
+            } else {
+                still_open.push(i);
+            }
+        }
+        if still_open.len() == open.len() {
+            for &i in &open {
+                share[i] += per_weight * weights[i].max(1e-12);
+            }
+            break;
+        }
+        left -= given;
+        open = still_open;
+    }
+    share
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_min_fairness_by_hand() {
+        // 10 cores, wants 2, 5, 8 with equal weights: 2 is satisfied, 8 left for two → 4 each.
+        let s = weighted_max_min(10.0, &[2.0, 5.0, 8.0], &[1.0, 1.0, 1.0]);
+        assert_eq!(s, vec![2.0, 4.0, 4.0]);
+        // Weights 1:3 on 8 cores, both wanting 10: 2 and 6.
+        let s = weighted_max_min(8.0, &[10.0, 10.0], &[1.0, 3.0]);
+        assert_eq!(s, vec![2.0, 6.0]);
+        // Enough for everyone: everyone gets what they want.
+        let s = weighted_max_min(100.0, &[1.0, 2.0], &[1.0, 1.0]);
+        assert_eq!(s, vec![1.0, 2.0]);
+    }
+}
