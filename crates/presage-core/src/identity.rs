@@ -28,6 +28,12 @@ impl WorkloadId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether both are clones of one id (a pointer comparison: a cheap first check
+    /// before comparing text on hot paths).
+    pub fn same_instance(&self, other: &WorkloadId) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 impl TryFrom<String> for WorkloadId {

@@ -11,12 +11,33 @@ use crate::{CoreError, Resource, ResourceMap, check_quantity};
 /// (`cpu.weight`, 1–10000, a share under contention) and the memory soft limit
 /// (`memory.high`, above which the kernel reclaims and throttles), which must not exceed
 /// the hard limit.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(try_from = "RawLimits", into = "RawLimits")]
 pub struct Limits {
-    hard: ResourceMap<Option<f64>>,
+    // NaN means "no limit" (validated limits are positive and finite): half the size of
+    // `Option<f64>`s on a type copied into every decision.
+    hard: [f64; Resource::COUNT],
     cpu_weight: Option<u32>,
     memory_high_bytes: Option<f64>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            hard: [f64::NAN; Resource::COUNT],
+            cpu_weight: None,
+            memory_high_bytes: None,
+        }
+    }
+}
+
+impl PartialEq for Limits {
+    fn eq(&self, other: &Self) -> bool {
+        // Bitwise on the hard limits: "no limit" is always the same NaN.
+        self.hard.map(f64::to_bits) == other.hard.map(f64::to_bits)
+            && self.cpu_weight == other.cpu_weight
+            && self.memory_high_bytes == other.memory_high_bytes
+    }
 }
 
 /// The serialised shape: one field per limit, units in the names.
@@ -91,7 +112,8 @@ impl Limits {
 
     /// The hard limit for `resource`, in its unit.
     pub fn hard(&self, resource: Resource) -> Option<f64> {
-        *self.hard.get(resource)
+        let v = self.hard[resource.index()];
+        (!v.is_nan()).then_some(v)
     }
 
     /// Sets the hard limit for `resource`. It must be finite and positive; a memory hard
@@ -105,7 +127,7 @@ impl Limits {
                 value,
             });
         }
-        self.hard.set(resource, Some(value));
+        self.hard[resource.index()] = value;
         if resource == Resource::Memory {
             self.memory_high_bytes = self.memory_high_bytes.map(|h| h.min(value));
         }
@@ -120,7 +142,7 @@ impl Limits {
 
     /// Removes the hard limit for `resource`.
     pub fn clear_hard(&mut self, resource: Resource) {
-        self.hard.set(resource, None);
+        self.hard[resource.index()] = f64::NAN;
     }
 
     /// CPU quota in cores.
@@ -183,8 +205,8 @@ impl Limits {
     }
 
     /// The hard limits, per resource.
-    pub fn hard_map(&self) -> &ResourceMap<Option<f64>> {
-        &self.hard
+    pub fn hard_map(&self) -> ResourceMap<Option<f64>> {
+        ResourceMap::from_fn(|r| self.hard(r))
     }
 }
 

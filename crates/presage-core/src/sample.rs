@@ -4,23 +4,39 @@ use crate::{CoreError, Resource, ResourceMap, Timestamp, WorkloadId, check_quant
 
 /// What a workload consumed over one interval, per resource, in each resource's unit
 /// (see [`Resource::unit`]). A resource that was not measured is absent, never zero.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+//
+// Stored as plain floats with NaN for "absent" (validated values are never NaN): half the
+// size of `Option<f64>`s, and a sample is copied a few times per tick on the replay path.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(
     try_from = "ResourceMap<Option<f64>>",
     into = "ResourceMap<Option<f64>>"
 )]
-pub struct Usage(ResourceMap<Option<f64>>);
+pub struct Usage([f64; Resource::COUNT]);
+
+impl PartialEq for Usage {
+    fn eq(&self, other: &Self) -> bool {
+        // Bitwise: "absent" is always the same NaN, and `set` turns −0 into +0.
+        self.0.map(f64::to_bits) == other.0.map(f64::to_bits)
+    }
+}
+
+impl Default for Usage {
+    fn default() -> Self {
+        Usage::empty()
+    }
+}
 
 impl Usage {
     /// Nothing measured yet.
     pub fn empty() -> Self {
-        Usage(ResourceMap::none())
+        Usage([f64::NAN; Resource::COUNT])
     }
 
     /// Records `value` for `resource`; NaN, infinite and negative values are rejected.
     pub fn set(&mut self, resource: Resource, value: f64) -> Result<(), CoreError> {
-        self.0
-            .set(resource, Some(check_quantity(resource.name(), value)?));
+        // `+ 0.0` turns −0 into +0, so equal values compare equal bitwise.
+        self.0[resource.index()] = check_quantity(resource.name(), value)? + 0.0;
         Ok(())
     }
 
@@ -32,12 +48,13 @@ impl Usage {
 
     /// Forgets the value for `resource`.
     pub fn clear(&mut self, resource: Resource) {
-        self.0.set(resource, None);
+        self.0[resource.index()] = f64::NAN;
     }
 
     /// The measured value, if any.
     pub fn get(&self, resource: Resource) -> Option<f64> {
-        *self.0.get(resource)
+        let v = self.0[resource.index()];
+        (!v.is_nan()).then_some(v)
     }
 
     /// CPU in cores.
@@ -52,7 +69,10 @@ impl Usage {
 
     /// The measured resources and their values.
     pub fn iter(&self) -> impl Iterator<Item = (Resource, f64)> + '_ {
-        self.0.present().map(|(r, v)| (r, *v))
+        Resource::ALL
+            .into_iter()
+            .zip(self.0)
+            .filter(|(_, v)| !v.is_nan())
     }
 }
 
@@ -69,24 +89,34 @@ impl TryFrom<ResourceMap<Option<f64>>> for Usage {
 
 impl From<Usage> for ResourceMap<Option<f64>> {
     fn from(u: Usage) -> Self {
-        u.0
+        ResourceMap::from_fn(|r| u.get(r))
     }
 }
 
 /// Pressure-stall information for one resource over the sample's interval: the fraction
 /// of wall time (0–1) in which some / all non-idle tasks were stalled on it.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-#[serde(try_from = "RawStall")]
+#[serde(try_from = "RawStall", into = "RawStall")]
 pub struct PressureStall {
-    some: f64,
-    full: f64,
+    // Fractions in [0, 1]: single precision is ample and keeps samples small.
+    some: f32,
+    full: f32,
 }
 
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 struct RawStall {
     some: f64,
     #[serde(default)]
     full: f64,
+}
+
+impl From<PressureStall> for RawStall {
+    fn from(p: PressureStall) -> Self {
+        RawStall {
+            some: p.some(),
+            full: p.full(),
+        }
+    }
 }
 
 impl TryFrom<RawStall> for PressureStall {
@@ -114,17 +144,20 @@ impl PressureStall {
                 "pressure full {full} exceeds some {some}"
             )));
         }
-        Ok(PressureStall { some, full })
+        Ok(PressureStall {
+            some: some as f32,
+            full: full as f32,
+        })
     }
 
     /// Fraction of time some tasks stalled.
     pub fn some(&self) -> f64 {
-        self.some
+        f64::from(self.some)
     }
 
     /// Fraction of time all non-idle tasks stalled.
     pub fn full(&self) -> f64 {
-        self.full
+        f64::from(self.full)
     }
 }
 
@@ -235,9 +268,15 @@ impl Sample {
 
     /// Attaches events; a negative or non-finite throttled time is rejected.
     pub fn with_events(mut self, events: Events) -> Result<Self, CoreError> {
+        self.set_events(events)?;
+        Ok(self)
+    }
+
+    /// In-place form of [`Sample::with_events`].
+    pub fn set_events(&mut self, events: Events) -> Result<(), CoreError> {
         check_quantity("events cpu_throttled_s", events.cpu_throttled_s)?;
         self.events = events;
-        Ok(self)
+        Ok(())
     }
 
     /// End of the interval.

@@ -2,20 +2,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use presage_core::{
-    Alert, AlertKind, Decision, Limits, Reason, Resource, ResourceMap, Sample, Severity, Timestamp,
-    WorkloadId, WorkloadKey,
+    Decision, Limits, Reason, ResourceMap, Sample, Timestamp, WorkloadId, WorkloadKey,
 };
 use presage_forecast::ForecasterFactory;
 use presage_policy::{
-    AllocationInput, AllocatorFactory, BehaviorConfig, BehaviorScore, PolicyError, WorkloadPolicy,
-    safety,
+    AllocatorFactory, BehaviorConfig, BehaviorScore, PolicyError, WorkloadPolicy,
 };
 use thiserror::Error;
 use tracing::{debug, warn};
 
+use crate::step::{self, StepContext};
 use crate::workload::Managed;
 use crate::{
-    Actuator, Issue, MemoryStore, Profile, ProfileStore, RecordOnly, Responder, Response, Source,
+    Actuator, Issue, MemoryStore, Profile, ProfileStore, RecordOnly, Responder, Source,
     SourceError, StoreError, TickReport, WorkloadSpec, WorkloadView,
 };
 
@@ -160,6 +159,7 @@ impl EngineBuilder {
             index: HashMap::new(),
             touched: Vec::new(),
             last_save: None,
+            cursor: 0,
         })
     }
 }
@@ -177,6 +177,10 @@ pub struct Engine {
     index: HashMap<WorkloadId, usize>,
     touched: Vec<usize>,
     last_save: Option<Timestamp>,
+    /// Where the previous sample's workload sat: sources deliver workloads in a stable
+    /// order, so the next sample usually belongs to the next slot and the hash lookup
+    /// can be skipped.
+    cursor: usize,
 }
 
 impl Engine {
@@ -393,8 +397,8 @@ impl Engine {
             report.samples_from_future += 1;
             return;
         }
-        let idx = match self.index.get(sample.workload()) {
-            Some(&idx) => idx,
+        let idx = match self.find(sample.workload()) {
+            Some(idx) => idx,
             None => match self.adopt_default(sample.workload().clone()) {
                 Ok(idx) => {
                     report.adopted.push(sample.workload().clone());
@@ -430,6 +434,20 @@ impl Engine {
         }
     }
 
+    fn find(&mut self, id: &WorkloadId) -> Option<usize> {
+        for guess in [self.cursor, self.cursor + 1] {
+            if let Some(w) = self.workloads.get(guess)
+                && (w.spec.id.same_instance(id) || w.spec.id == *id)
+            {
+                self.cursor = guess;
+                return Some(guess);
+            }
+        }
+        let idx = *self.index.get(id)?;
+        self.cursor = idx;
+        Some(idx)
+    }
+
     fn adopt_default(&mut self, id: WorkloadId) -> Result<usize, EngineError> {
         let key = WorkloadKey::for_code(id.as_str()).map_err(|e| EngineError::InvalidConfig {
             field: "workload id",
@@ -447,188 +465,19 @@ impl Engine {
     /// Forecast → allocate → actuate → score → respond, for one workload that has a new
     /// sample in this tick.
     fn step(&mut self, idx: usize, now: Timestamp, report: &mut TickReport) {
-        let horizon_s = self.decision_horizon_s();
-        let w = &mut self.workloads[idx];
-        let Some(sample) = w.last_sample.clone() else {
-            return;
+        let mut cx = StepContext {
+            now,
+            horizon_s: self.decision_horizon_s(),
+            config: &self.config,
+            actuator: self.actuator.as_mut(),
+            responder: self.responder.as_mut(),
         };
-        let previous = w.forecast.take();
-        if let Some(f) = &w.forecaster {
-            w.forecast = f.forecast(now, &self.config.horizons_s);
-        }
-
-        let due = w
-            .last_decision_at
-            .is_none_or(|t| now.secs_since(t) >= f64::from(self.config.decide_every_s))
-            || sample.events().starved();
-        if due {
-            w.last_decision_at = Some(now);
-            let input = AllocationInput {
-                now,
-                sample: &sample,
-                forecast: w.forecast.as_ref(),
-                current: &w.limits,
-                policy: &w.spec.policy,
-                horizon_s,
-            };
-            if let Some(proposal) = w.allocator.allocate(&input) {
-                let new =
-                    safety::enforce(&proposal.limits, &w.limits, sample.usage(), &w.spec.policy);
-                if new != w.limits {
-                    let risk = match &w.forecast {
-                        Some(fc) => ResourceMap::from_fn(|r| {
-                            new.hard(r).and_then(|limit| fc.risk(r, limit, horizon_s))
-                        }),
-                        None => proposal.risk,
-                    };
-                    let decision = Decision {
-                        workload: w.spec.id.clone(),
-                        at: now,
-                        old: w.limits,
-                        new,
-                        reason: proposal.reason,
-                        risk,
-                        model: proposal.model,
-                    };
-                    apply(self.actuator.as_mut(), w, decision, report);
-                }
-            }
-        }
-
-        let first_alert = report.alerts.len();
-        if let Some(prev) = previous {
-            let excess = w.score.update(&sample, &prev, &self.config.behavior);
-            if excess > 0.0 && w.score.value() >= self.config.alert_score {
-                report.alerts.push(Alert {
-                    workload: w.spec.id.clone(),
-                    at: now,
-                    kind: AlertKind::OutsideEnvelope,
-                    severity: Severity::Warning,
-                    score: w.score.value(),
-                    message: format!(
-                        "usage {excess:.1} spreads above the forecast p99 (model {}); behavioural score {:.0}",
-                        prev.model(),
-                        w.score.value()
-                    ),
-                });
-            }
-        }
-        if sample.events().oom_kills > 0 {
-            report.alerts.push(Alert {
-                workload: w.spec.id.clone(),
-                at: now,
-                kind: AlertKind::OomKill,
-                severity: Severity::Warning,
-                score: f64::from(sample.events().oom_kills),
-                message: format!(
-                    "{} process(es) OOM-killed at memory limit {:?} bytes",
-                    sample.events().oom_kills,
-                    w.limits.memory_max_bytes()
-                ),
-            });
-        }
-        for i in first_alert..report.alerts.len() {
-            let alert = report.alerts[i].clone();
-            for response in self.responder.respond(&alert, &w.spec.policy) {
-                carry_out(self.actuator.as_mut(), w, &response, now, report);
-                report.responses.push((w.spec.id.clone(), response));
-            }
-        }
+        step::run(&mut self.workloads[idx], &mut cx, report);
     }
 
     fn decision_horizon_s(&self) -> u32 {
         let first = self.config.horizons_s.first().copied().unwrap_or(1);
         self.config.decide_every_s.max(first) + self.config.actuation_delay_s
-    }
-}
-
-fn apply(
-    actuator: &mut dyn Actuator,
-    w: &mut Managed,
-    decision: Decision,
-    report: &mut TickReport,
-) {
-    match actuator.apply(&decision) {
-        Ok(applied) => {
-            w.limits = applied;
-            report.decisions.push(decision);
-        }
-        Err(e) => {
-            report.alerts.push(Alert {
-                workload: w.spec.id.clone(),
-                at: decision.at,
-                kind: AlertKind::ActuationFailed,
-                severity: Severity::Warning,
-                score: 0.0,
-                message: e.to_string(),
-            });
-            report.issues.push(Issue {
-                workload: Some(w.spec.id.clone()),
-                message: e.to_string(),
-            });
-        }
-    }
-}
-
-fn carry_out(
-    actuator: &mut dyn Actuator,
-    w: &mut Managed,
-    response: &Response,
-    now: Timestamp,
-    report: &mut TickReport,
-) {
-    let refuse = |report: &mut TickReport, what: &str| {
-        report.issues.push(Issue {
-            workload: Some(w.spec.id.clone()),
-            message: format!("refused to {what} a protected workload"),
-        });
-    };
-    let result = match response {
-        Response::Record => Ok(()),
-        Response::Throttle { cpu_cores } => {
-            let mut proposed = w.limits;
-            let target = w
-                .limits
-                .cpu_quota_cores()
-                .map_or(*cpu_cores, |c| c.min(*cpu_cores));
-            if proposed.set_hard(Resource::Cpu, target).is_ok() {
-                let usage = w
-                    .last_sample
-                    .as_ref()
-                    .map(|s| *s.usage())
-                    .unwrap_or_default();
-                let new = safety::enforce(&proposed, &w.limits, &usage, &w.spec.policy);
-                if new != w.limits {
-                    let decision = Decision {
-                        workload: w.spec.id.clone(),
-                        at: now,
-                        old: w.limits,
-                        new,
-                        reason: Reason::AnomalyResponse,
-                        risk: ResourceMap::none(),
-                        model: "responder".into(),
-                    };
-                    apply(actuator, w, decision, report);
-                }
-            }
-            Ok(())
-        }
-        Response::Freeze if w.spec.policy.protected => {
-            refuse(report, "freeze");
-            Ok(())
-        }
-        Response::Kill if w.spec.policy.protected => {
-            refuse(report, "kill");
-            Ok(())
-        }
-        Response::Freeze => actuator.freeze(&w.spec.id, true),
-        Response::Kill => actuator.kill(&w.spec.id),
-    };
-    if let Err(e) = result {
-        report.issues.push(Issue {
-            workload: Some(w.spec.id.clone()),
-            message: e.to_string(),
-        });
     }
 }
 

@@ -10,6 +10,7 @@
 mod engine;
 mod memory_store;
 mod report;
+mod step;
 mod traits;
 mod workload;
 

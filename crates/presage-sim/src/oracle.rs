@@ -90,10 +90,13 @@ impl Allocator for Oracle {
             let peak = governed
                 .iter()
                 .filter_map(|p| p.demand.get(resource))
-                .fold(0.0f64, f64::max);
-            if peak > 0.0 {
-                // Finite and positive, so the set cannot fail.
-                let _ = limits.set_hard(resource, peak * self.scale);
+                .fold(None, |acc: Option<f64>, d| {
+                    Some(acc.map_or(d, |a| a.max(d)))
+                });
+            if let Some(peak) = peak {
+                // A zero peak still asks for the smallest limit; the safety rules raise it
+                // to the floor. Finite and positive, so the set cannot fail.
+                let _ = limits.set_hard(resource, (peak * self.scale).max(f64::MIN_POSITIVE));
             }
         }
         Some(Proposal {

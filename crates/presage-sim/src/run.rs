@@ -17,7 +17,7 @@ use crate::metrics::{Accumulators, ResourceMetrics};
 use crate::oracle::OracleFactory;
 use crate::trace::Trace;
 use crate::world::{
-    Pending, SimActuator, SimWorkload, TimelinePoint, median_interval_ms, weighted_max_min,
+    Pending, SimActuator, SimWorkload, TimelinePoint, first_interval_ms, weighted_max_min,
 };
 
 /// A policy at one knob value.
@@ -303,9 +303,10 @@ pub fn simulate_with(
         .collect())
 }
 
-/// Horizons scaled to the trace's step: one step, a quarter hour-ish, an hour-ish.
+/// Horizons scaled to the trace's step (the median over workloads of their first step):
+/// one step, three, twelve.
 fn engine_config(trace: &Trace, options: &SimOptions) -> EngineConfig {
-    let mut steps: Vec<u32> = trace.workloads.iter().map(median_interval_ms).collect();
+    let mut steps: Vec<u32> = trace.workloads.iter().map(first_interval_ms).collect();
     let mid = steps.len() / 2;
     let step_s = steps.select_nth_unstable(mid).1.div_ceil(1000).max(1);
     let mut horizons = vec![step_s, step_s * 3, step_s * 12];
@@ -399,9 +400,7 @@ fn simulate_pack(
         batch.clear();
         for &i in &members {
             let available = shares.as_ref().map(|s: &Vec<f64>| s[i]);
-            if let Some(sample) = world[i].play(available) {
-                batch.push(sample);
-            }
+            world[i].play(available, &mut batch);
         }
         samples += batch.len() as u64;
         let report = engine.tick(now, &batch);

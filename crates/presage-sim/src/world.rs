@@ -79,7 +79,7 @@ impl<'a> SimWorkload<'a> {
             limits: trace.provisioned,
             pending: VecDeque::new(),
             acc: Default::default(),
-            first_interval_ms: median_interval_ms(trace),
+            first_interval_ms: first_interval_ms(trace),
             node_oom: false,
             timeline: record_timeline.then(Vec::new),
         }
@@ -131,12 +131,14 @@ impl<'a> SimWorkload<'a> {
         }
     }
 
-    /// Plays the current point: applies due changes, records the metrics, and returns
-    /// what the host shows the engine. `cpu_available` is the node's share for this
-    /// workload when the node is contended (`None`: only the quota limits it).
-    pub(crate) fn play(&mut self, cpu_available: Option<f64>) -> Option<Sample> {
+    /// Plays the current point: applies due changes, records the metrics, and appends
+    /// what the host shows the engine to `out`. `cpu_available` is the node's share for
+    /// this workload when the node is contended (`None`: only the quota limits it).
+    pub(crate) fn play(&mut self, cpu_available: Option<f64>, out: &mut Vec<Sample>) {
         self.apply_due();
-        let point = *self.trace.points.get(self.cursor)?;
+        let Some(point) = self.trace.points.get(self.cursor).copied() else {
+            return;
+        };
         let interval_ms = match self.cursor {
             0 => self.first_interval_ms,
             i => interval_between(self.trace.points[i - 1].at, point.at),
@@ -183,9 +185,12 @@ impl<'a> SimWorkload<'a> {
                 memory: pair(Resource::Memory),
             });
         }
-        Sample::new(point.at, self.trace.id.clone(), interval_ms, observed)
-            .and_then(|s| s.with_events(events))
-            .ok()
+        // Valid by construction: a positive interval, finite non-negative throttled time.
+        if let Ok(mut sample) = Sample::new(point.at, self.trace.id.clone(), interval_ms, observed)
+            && sample.set_events(events).is_ok()
+        {
+            out.push(sample);
+        }
     }
 
     /// Workload-days this workload covers.
@@ -203,19 +208,14 @@ fn interval_between(a: Timestamp, b: Timestamp) -> u32 {
     (b.unix_ms() - a.unix_ms()).clamp(1, i64::from(u32::MAX)) as u32
 }
 
-/// The workload's typical step, used for its first interval (a sample's interval is
-/// explicit, never assumed, so the first one is taken from its neighbours).
-pub(crate) fn median_interval_ms(trace: &TraceWorkload) -> u32 {
-    let mut gaps: Vec<u32> = trace
-        .points
-        .windows(2)
-        .map(|w| interval_between(w[0].at, w[1].at))
-        .collect();
-    if gaps.is_empty() {
-        return 60_000;
+/// The interval before a workload's first point: a sample's interval is explicit, never
+/// assumed, so it is taken from the first step that follows (one minute for a workload
+/// of a single point).
+pub(crate) fn first_interval_ms(trace: &TraceWorkload) -> u32 {
+    match trace.points.as_slice() {
+        [a, b, ..] => interval_between(a.at, b.at),
+        _ => 60_000,
     }
-    let mid = gaps.len() / 2;
-    *gaps.select_nth_unstable(mid).1
 }
 
 /// Splits `capacity` among `wants` by max-min fairness weighted by `weights`: nobody gets

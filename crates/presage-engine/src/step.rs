@@ -1,0 +1,223 @@
+//! One workload's pass through the loop within a tick: forecast → allocate → actuate →
+//! score behaviour → respond. Kept apart from the engine's bookkeeping (adoption,
+//! lookup, profile saving) so each reads on its own.
+
+use presage_core::{
+    Alert, AlertKind, Decision, Limits, Reason, Resource, ResourceMap, Sample, Severity, Timestamp,
+    Usage, WorkloadId,
+};
+use presage_policy::{AllocationInput, safety};
+
+use crate::workload::{Managed, WorkloadSpec};
+use crate::{Actuator, EngineConfig, Issue, Responder, Response, TickReport};
+
+/// What a step needs from the engine besides the workload itself.
+pub(crate) struct StepContext<'a> {
+    pub(crate) now: Timestamp,
+    pub(crate) horizon_s: u32,
+    pub(crate) config: &'a EngineConfig,
+    pub(crate) actuator: &'a mut dyn Actuator,
+    pub(crate) responder: &'a mut dyn Responder,
+}
+
+/// Runs the step for a workload whose latest sample arrived in this tick.
+pub(crate) fn run(w: &mut Managed, cx: &mut StepContext<'_>, report: &mut TickReport) {
+    // Disjoint borrows of the workload's parts: the sample stays where it is.
+    let Managed {
+        spec,
+        limits,
+        forecaster,
+        allocator,
+        forecast,
+        score,
+        last_sample,
+        last_decision_at,
+        ..
+    } = w;
+    let Some(sample) = last_sample.as_ref() else {
+        return;
+    };
+    let now = cx.now;
+    let previous = forecast.take();
+    if let Some(f) = forecaster {
+        *forecast = f.forecast(now, &cx.config.horizons_s);
+    }
+
+    let due = last_decision_at
+        .is_none_or(|t| now.secs_since(t) >= f64::from(cx.config.decide_every_s))
+        || sample.events().starved();
+    if due {
+        *last_decision_at = Some(now);
+        let input = AllocationInput {
+            now,
+            sample,
+            forecast: forecast.as_ref(),
+            current: limits,
+            policy: &spec.policy,
+            horizon_s: cx.horizon_s,
+        };
+        if let Some(proposal) = allocator.allocate(&input) {
+            let new = safety::enforce(&proposal.limits, limits, sample.usage(), &spec.policy);
+            if new != *limits {
+                let risk = match forecast.as_ref() {
+                    Some(fc) => ResourceMap::from_fn(|r| {
+                        new.hard(r)
+                            .and_then(|limit| fc.risk(r, limit, cx.horizon_s))
+                    }),
+                    None => proposal.risk,
+                };
+                let decision = Decision {
+                    workload: spec.id.clone(),
+                    at: now,
+                    old: *limits,
+                    new,
+                    reason: proposal.reason,
+                    risk,
+                    model: proposal.model,
+                };
+                apply(cx.actuator, &spec.id, limits, decision, report);
+            }
+        }
+    }
+
+    let first_alert = report.alerts.len();
+    if let Some(prev) = previous {
+        let excess = score.update(sample, &prev, &cx.config.behavior);
+        if excess > 0.0 && score.value() >= cx.config.alert_score {
+            report.alerts.push(Alert {
+                workload: spec.id.clone(),
+                at: now,
+                kind: AlertKind::OutsideEnvelope,
+                severity: Severity::Warning,
+                score: score.value(),
+                message: format!(
+                    "usage {excess:.1} spreads above the forecast p99 (model {}); behavioural score {:.0}",
+                    prev.model(),
+                    score.value()
+                ),
+            });
+        }
+    }
+    if sample.events().oom_kills > 0 {
+        report.alerts.push(oom_alert(&spec.id, sample, limits, now));
+    }
+    for i in first_alert..report.alerts.len() {
+        let alert = report.alerts[i].clone();
+        for response in cx.responder.respond(&alert, &spec.policy) {
+            carry_out(
+                cx.actuator,
+                spec,
+                limits,
+                sample.usage(),
+                &response,
+                now,
+                report,
+            );
+            report.responses.push((spec.id.clone(), response));
+        }
+    }
+}
+
+fn oom_alert(id: &WorkloadId, sample: &Sample, limits: &Limits, now: Timestamp) -> Alert {
+    Alert {
+        workload: id.clone(),
+        at: now,
+        kind: AlertKind::OomKill,
+        severity: Severity::Warning,
+        score: f64::from(sample.events().oom_kills),
+        message: format!(
+            "{} process(es) OOM-killed at memory limit {:?} bytes",
+            sample.events().oom_kills,
+            limits.memory_max_bytes()
+        ),
+    }
+}
+
+/// Hands a decision to the actuator; on success the limits become what took effect, on
+/// failure they stay and an alert says why.
+fn apply(
+    actuator: &mut dyn Actuator,
+    id: &WorkloadId,
+    limits: &mut Limits,
+    decision: Decision,
+    report: &mut TickReport,
+) {
+    match actuator.apply(&decision) {
+        Ok(applied) => {
+            *limits = applied;
+            report.decisions.push(decision);
+        }
+        Err(e) => {
+            report.alerts.push(Alert {
+                workload: id.clone(),
+                at: decision.at,
+                kind: AlertKind::ActuationFailed,
+                severity: Severity::Warning,
+                score: 0.0,
+                message: e.to_string(),
+            });
+            report.issues.push(Issue {
+                workload: Some(id.clone()),
+                message: e.to_string(),
+            });
+        }
+    }
+}
+
+/// Carries out one response. A protected workload is never frozen or killed.
+fn carry_out(
+    actuator: &mut dyn Actuator,
+    spec: &WorkloadSpec,
+    limits: &mut Limits,
+    usage: &Usage,
+    response: &Response,
+    now: Timestamp,
+    report: &mut TickReport,
+) {
+    let refuse = |report: &mut TickReport, what: &str| {
+        report.issues.push(Issue {
+            workload: Some(spec.id.clone()),
+            message: format!("refused to {what} a protected workload"),
+        });
+    };
+    let result = match response {
+        Response::Record => Ok(()),
+        Response::Throttle { cpu_cores } => {
+            let target = limits
+                .cpu_quota_cores()
+                .map_or(*cpu_cores, |c| c.min(*cpu_cores));
+            if let Ok(proposed) = limits.with_hard(Resource::Cpu, target) {
+                let new = safety::enforce(&proposed, limits, usage, &spec.policy);
+                if new != *limits {
+                    let decision = Decision {
+                        workload: spec.id.clone(),
+                        at: now,
+                        old: *limits,
+                        new,
+                        reason: Reason::AnomalyResponse,
+                        risk: ResourceMap::none(),
+                        model: "responder".into(),
+                    };
+                    apply(actuator, &spec.id, limits, decision, report);
+                }
+            }
+            Ok(())
+        }
+        Response::Freeze if spec.policy.protected => {
+            refuse(report, "freeze");
+            Ok(())
+        }
+        Response::Kill if spec.policy.protected => {
+            refuse(report, "kill");
+            Ok(())
+        }
+        Response::Freeze => actuator.freeze(&spec.id, true),
+        Response::Kill => actuator.kill(&spec.id),
+    };
+    if let Err(e) = result {
+        report.issues.push(Issue {
+            workload: Some(spec.id.clone()),
+            message: e.to_string(),
+        });
+    }
+}
