@@ -62,9 +62,14 @@ pub(crate) struct Args {
     #[arg(long, value_name = "cpu=CORES,memory=BYTES")]
     node_capacity: Option<String>,
 
-    /// Workloads whose usage-vs-limit timelines are drawn (default: the first two).
+    /// Workloads whose usage-vs-limit timelines are drawn (default: the two busiest
+    /// workloads whose demand varies most).
     #[arg(long, value_delimiter = ',')]
     timeline: Vec<String>,
+
+    /// Days shown in the timelines (the last days of the trace).
+    #[arg(long, default_value_t = 3.0)]
+    timeline_days: f64,
 
     /// Do not draw plots.
     #[arg(long)]
@@ -214,12 +219,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     let samples: u64 = trace.workloads.iter().map(|w| w.points.len() as u64).sum();
     let workloads = trace.workloads.len();
     let timeline_ids: Vec<WorkloadId> = if args.timeline.is_empty() {
-        trace
-            .workloads
-            .iter()
-            .take(2)
-            .map(|w| w.id.clone())
-            .collect()
+        default_timelines(&trace)
     } else {
         args.timeline
             .iter()
@@ -269,7 +269,13 @@ pub(crate) fn run(args: &Args) -> Result<()> {
                 let stem = args
                     .out
                     .join(format!("timeline_{}_{resource}", sanitize(id.as_str())));
-                written.extend(plot::timeline(id.as_str(), resource, &timelines, &stem)?);
+                written.extend(plot::timeline(
+                    id.as_str(),
+                    resource,
+                    &timelines,
+                    args.timeline_days,
+                    &stem,
+                )?);
             }
         }
         println!("\nplots: {}", written.len());
@@ -280,6 +286,38 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Two workloads worth a look: among the busier half (by mean CPU), the ones whose CPU
+/// demand varies most relative to its mean — a flat or idle workload shows nothing about
+/// how a policy follows demand.
+fn default_timelines(trace: &Trace) -> Vec<WorkloadId> {
+    let stats: Vec<(f64, f64, &WorkloadId)> = trace
+        .workloads
+        .iter()
+        .filter(|w| w.points.len() >= 100)
+        .map(|w| {
+            let cpu: Vec<f64> = w
+                .points
+                .iter()
+                .filter_map(|p| p.demand.cpu_cores())
+                .collect();
+            let n = cpu.len().max(1) as f64;
+            let mean = cpu.iter().sum::<f64>() / n;
+            let var = cpu.iter().map(|c| (c - mean).powi(2)).sum::<f64>() / n;
+            (
+                mean,
+                if mean > 0.0 { var.sqrt() / mean } else { 0.0 },
+                &w.id,
+            )
+        })
+        .collect();
+    let mut means: Vec<f64> = stats.iter().map(|s| s.0).collect();
+    means.sort_by(f64::total_cmp);
+    let median = means.get(means.len() / 2).copied().unwrap_or(0.0);
+    let mut busy: Vec<&(f64, f64, &WorkloadId)> = stats.iter().filter(|s| s.0 >= median).collect();
+    busy.sort_by(|a, b| b.1.total_cmp(&a.1));
+    busy.into_iter().take(2).map(|s| s.2.clone()).collect()
 }
 
 fn sanitize(id: &str) -> String {

@@ -77,7 +77,12 @@ impl Allocator for MarginAllocator {
             {
                 want = want.max(used * self.config.oom_bump);
             }
-            if want <= 0.0 || limits.set_hard(resource, want).is_err() {
+            // An idle forecast still asks for the smallest limit; the safety rules raise it
+            // to the floor.
+            if limits
+                .set_hard(resource, want.max(f64::MIN_POSITIVE))
+                .is_err()
+            {
                 continue;
             }
             match input.current.hard(resource) {

@@ -62,6 +62,8 @@ struct LineChart<'a> {
     y_max: f64,
     series: &'a [(String, Vec<(f64, f64)>)],
     markers: bool,
+    /// A point to single out (VPA at its default knob on the frontier), with its label.
+    mark: Option<(&'a str, (f64, f64))>,
 }
 
 /// Draws `chart` into `<stem>.svg` and `<stem>.png`; returns the files written.
@@ -100,11 +102,13 @@ pub fn frontier(report: &Report, resource: &str, stem: &Path) -> Result<Vec<Path
             )
         })
         .collect();
+    // The decisions people make happen below ~20 % violations; a policy's far tail would
+    // squash that region into a sliver, so the axis stops there (points beyond are left out).
     let x_max = series
         .iter()
         .flat_map(|(_, pts)| pts.iter().map(|p| p.0))
         .fold(1.0f64, f64::max)
-        .min(100.0)
+        .min(20.0)
         * 1.05;
     let y_max = series
         .iter()
@@ -112,6 +116,17 @@ pub fn frontier(report: &Report, resource: &str, stem: &Path) -> Result<Vec<Path
         .fold(10.0f64, f64::max)
         .min(100.0)
         * 1.05;
+    let series: Vec<(String, Vec<(f64, f64)>)> = series
+        .into_iter()
+        .map(|(name, pts)| (name, pts.into_iter().filter(|p| p.0 <= x_max).collect()))
+        .collect();
+    let vpa = report
+        .policies
+        .iter()
+        .find(|p| p.name == crate::report::REFERENCE)
+        .and_then(|p| p.resources.get(resource))
+        .map(|m| (m.violation_rate * 100.0, m.slack * 100.0))
+        .filter(|p| p.0 <= x_max);
     let title = format!("{resource}: slack vs violation rate (lower-left is better)");
     both_formats(
         stem,
@@ -123,6 +138,7 @@ pub fn frontier(report: &Report, resource: &str, stem: &Path) -> Result<Vec<Path
             y_max,
             series: &series,
             markers: true,
+            mark: vpa.as_ref().map(|p| ("vpa (default knob)", *p)),
         },
     )
 }
@@ -137,6 +153,7 @@ impl LineChart<'_> {
             y_max,
             series,
             markers,
+            mark,
         } = *self;
         let e = |err: DrawingAreaErrorKind<DB::ErrorType>| err.to_string();
         root.fill(&WHITE).map_err(e)?;
@@ -155,7 +172,8 @@ impl LineChart<'_> {
             .draw()
             .map_err(e)?;
         for (i, (name, pts)) in series.iter().enumerate() {
-            let color = palette(i);
+            // Demand is the reference every limit is read against: black, drawn last.
+            let color = if name == "demand" { BLACK } else { palette(i) };
             chart
                 .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
                 .map_err(e)?
@@ -168,6 +186,13 @@ impl LineChart<'_> {
                     .draw_series(pts.iter().map(|p| Circle::new(*p, 4, color.filled())))
                     .map_err(e)?;
             }
+        }
+        if let Some((label, point)) = mark {
+            chart
+                .draw_series(std::iter::once(Cross::new(point, 9, BLACK.stroke_width(3))))
+                .map_err(e)?
+                .label(label)
+                .legend(|(x, y)| Cross::new((x + 10, y), 6, BLACK.stroke_width(2)));
         }
         chart
             .configure_series_labels()
@@ -182,17 +207,19 @@ impl LineChart<'_> {
 }
 
 /// The usage-vs-limit timeline of one workload and resource under each policy that
-/// recorded one.
+/// recorded one, over the last `days` of the trace.
 pub fn timeline(
     workload: &str,
     resource: &str,
     timelines: &[&Timeline],
+    days: f64,
     stem: &Path,
 ) -> Result<Vec<PathBuf>, PlotError> {
-    let Some(first) = timelines.first().and_then(|t| t.points.first()) else {
+    let Some(last) = timelines.first().and_then(|t| t.points.last()) else {
         return Ok(Vec::new());
     };
-    let t0 = first.at_ms;
+    let t0 = last.at_ms - (days.max(0.01) * 86_400_000.0) as i64;
+    let shown = |p: &&crate::TimelinePoint| p.at_ms >= t0;
     let (scale, unit) = if resource == "memory" {
         (1.0 / (1024.0 * 1024.0 * 1024.0), "GiB")
     } else {
@@ -206,23 +233,27 @@ pub fn timeline(
         }
     };
     let hours = |at: i64| (at - t0) as f64 / 3_600_000.0;
-    let mut series: Vec<(String, Vec<(f64, f64)>)> = vec![(
+    let demand = (
         "demand".to_owned(),
         timelines[0]
             .points
             .iter()
+            .filter(shown)
             .map(|p| (hours(p.at_ms), pick(p).0 * scale))
             .collect(),
-    )];
+    );
+    let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
     for t in timelines {
         series.push((
             format!("limit: {}", t.policy),
             t.points
                 .iter()
+                .filter(shown)
                 .filter_map(|p| pick(p).1.map(|l| (hours(p.at_ms), l * scale)))
                 .collect(),
         ));
     }
+    series.push(demand);
     let x_max = series
         .iter()
         .flat_map(|(_, p)| p.iter().map(|q| q.0))
@@ -238,12 +269,13 @@ pub fn timeline(
         stem,
         &LineChart {
             title: &title,
-            x_desc: "hours since start",
+            x_desc: "hours (last days of the trace)",
             y_desc: &y_desc,
             x_max,
             y_max,
             series: &series,
             markers: false,
+            mark: None,
         },
     )
 }

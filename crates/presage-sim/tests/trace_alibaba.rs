@@ -1,5 +1,9 @@
 //! The Alibaba v2018 `machine_usage` reader on the real dev slice and on broken copies.
 
+mod common;
+
+use common::data_dir;
+
 use std::path::{Path, PathBuf};
 
 use presage_core::{Resource, Timestamp};
@@ -10,17 +14,6 @@ use presage_sim::trace::{
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
-
-fn data_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data/alibaba2018_machine_usage");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipping: {} is missing", dir.display());
-        None
-    }
-}
 
 fn read(path: &Path) -> Result<Trace, TraceError> {
     read_trace(TraceFormat::Alibaba, path, &ReadOptions::default())
@@ -42,7 +35,7 @@ fn the_default_epoch_is_a_monday_midnight() {
 
 #[test]
 fn the_dev_slice_in_cores_and_nominal_bytes() -> TestResult {
-    let Some(dir) = data_dir() else {
+    let Some(dir) = data_dir("alibaba2018_machine_usage") else {
         return Ok(());
     };
     let trace = read(&dir)?;
@@ -104,7 +97,7 @@ fn the_dev_slice_in_cores_and_nominal_bytes() -> TestResult {
 
 #[test]
 fn the_usage_file_finds_its_meta_and_the_options_apply() -> TestResult {
-    let Some(dir) = data_dir() else {
+    let Some(dir) = data_dir("alibaba2018_machine_usage") else {
         return Ok(());
     };
     let options = ReadOptions {
@@ -133,7 +126,7 @@ fn the_usage_file_finds_its_meta_and_the_options_apply() -> TestResult {
 
 #[test]
 fn missing_meta_is_a_clear_error() -> TestResult {
-    let Some(dir) = data_dir() else {
+    let Some(dir) = data_dir("alibaba2018_machine_usage") else {
         return Ok(());
     };
     let tmp = tempfile::tempdir()?;

@@ -1,5 +1,9 @@
 //! The Bitbrains reader on the real dev files, and on broken files written to a tempdir.
 
+mod common;
+
+use common::data_dir;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -10,19 +14,6 @@ use presage_sim::trace::{ReadOptions, Trace, TraceError, TraceFormat, TraceWorkl
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 const HEADER: &str = "Timestamp [ms];\tCPU cores;\tCPU capacity provisioned [MHZ];\tCPU usage [MHZ];\tCPU usage [%];\tMemory capacity provisioned [KB];\tMemory usage [KB];\tDisk read throughput [KB/s];\tDisk write throughput [KB/s];\tNetwork received throughput [KB/s];\tNetwork transmitted throughput [KB/s]";
-
-/// The shared dev data, or `None` (with the reason printed) where it is not mounted.
-fn data_dir(sub: &str) -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data")
-        .join(sub);
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipping: {} is missing", dir.display());
-        None
-    }
-}
 
 fn read(path: &Path) -> Result<Trace, TraceError> {
     read_trace(TraceFormat::Bitbrains, path, &ReadOptions::default())

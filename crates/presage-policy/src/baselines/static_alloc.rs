@@ -27,6 +27,8 @@ impl StaticAllocator {
 #[derive(Debug)]
 struct Fixed {
     limits: Limits,
+    // At scale 1 the workload already runs under its allocation: proposing it again
+    // would only invite the safety rules to adjust it, which a static limit never is.
     proposed: bool,
 }
 
@@ -49,7 +51,7 @@ impl AllocatorFactory for StaticAllocator {
         }
         Box::new(Fixed {
             limits,
-            proposed: false,
+            proposed: self.scale == 1.0,
         })
     }
 }
