@@ -287,3 +287,63 @@ fn the_oracle_is_the_floor() -> TestResult {
     }
     Ok(())
 }
+
+#[test]
+fn a_packed_node_shares_its_cpu_and_kills_in_the_biggest() -> TestResult {
+    // Two workloads on a 2-core, 1.5e9-byte node: each wants 1.5 cores under a 4-core
+    // quota, so max-min fairness gives each 1 core; together they hold 1.6e9 bytes, so
+    // the node OOM-kills in the bigger one.
+    let times: Vec<i64> = (0..4).map(|i| 1_700_000_000 + i * 300).collect();
+    let mut trace = Trace::default();
+    trace.workloads.push(workload("a", &times, &[1.5], &[1e9])?);
+    trace.workloads.push(workload("b", &times, &[1.5], &[6e8])?);
+    let options = SimOptions {
+        pack: 2,
+        node_capacity: presage_sim::NodeCapacity {
+            cpu_cores: Some(2.0),
+            memory_bytes: Some(1.5e9),
+        },
+        ..SimOptions::default()
+    };
+    let (log, results) = run_spy(trace.clone(), &options, None)?;
+    let entries = log.entries();
+    assert_eq!(entries.len(), 8);
+    for seen in &entries {
+        let s = seen.last.as_ref().ok_or("sample")?;
+        assert_eq!(
+            s.usage().cpu_cores(),
+            Some(1.0),
+            "{}: the fair share",
+            seen.workload
+        );
+        assert!((s.events().cpu_throttled_s - 100.0).abs() < 1e-9);
+    }
+    // The node kill is told with the next sample, to the bigger workload only.
+    let kills = |id: &str| {
+        entries
+            .iter()
+            .filter(|e| e.workload.as_str() == id)
+            .filter_map(|e| e.last.as_ref())
+            .map(|s| s.events().oom_kills)
+            .sum::<u32>()
+    };
+    assert_eq!((kills("a"), kills("b")), (3, 0));
+    let mem = results[0].metrics[Resource::Memory].ok_or("memory")?;
+    assert_eq!(mem.oom_kills, 3);
+    // Without the node's limits, nothing is shared and nothing is killed.
+    let (log, _) = run_spy(
+        trace,
+        &SimOptions {
+            pack: 2,
+            ..SimOptions::default()
+        },
+        None,
+    )?;
+    assert!(
+        log.entries()
+            .iter()
+            .filter_map(|e| e.last.as_ref())
+            .all(|s| { s.usage().cpu_cores() == Some(1.5) && s.events().oom_kills == 0 })
+    );
+    Ok(())
+}
