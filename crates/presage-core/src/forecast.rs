@@ -4,52 +4,69 @@ use serde::{Deserialize, Serialize};
 
 use crate::{CoreError, Resource, ResourceMap, Timestamp, check_quantity};
 
-/// The quantile levels every forecast carries, lowest first. `p5` gives the envelope a
-/// lower bound; the upper ones feed limits and risk.
-pub const QUANTILE_LEVELS: [f64; 6] = [0.05, 0.5, 0.9, 0.95, 0.99, 1.0];
+/// The number of quantile levels every forecast carries.
+pub const QUANTILE_COUNT: usize = 10;
 
-const QUANTILE_NAMES: [&str; 6] = ["p5", "p50", "p90", "p95", "p99", "max"];
+/// The quantile levels every forecast carries, lowest first. `p5` gives the envelope a
+/// lower bound; the dense upper tail (p98 … p99.9) is what a limit at a small risk is read
+/// from, so it is resolved finely there rather than interpolated across a wide gap.
+pub const QUANTILE_LEVELS: [f64; QUANTILE_COUNT] =
+    [0.05, 0.5, 0.75, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 1.0];
+
+const QUANTILE_NAMES: [&str; QUANTILE_COUNT] = [
+    "p5", "p50", "p75", "p90", "p95", "p98", "p99", "p99_5", "p99_9", "max",
+];
 
 /// A forecast distribution of one resource at one horizon, as quantiles in the resource's
 /// unit. Always finite, non-negative and non-decreasing (`p5 ≤ p50 ≤ … ≤ max`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "RawQuantiles", into = "RawQuantiles")]
-pub struct Quantiles([f64; 6]);
+pub struct Quantiles([f64; QUANTILE_COUNT]);
 
 #[derive(Serialize, Deserialize)]
 struct RawQuantiles {
     p5: f64,
     p50: f64,
+    p75: f64,
     p90: f64,
     p95: f64,
+    p98: f64,
     p99: f64,
+    p99_5: f64,
+    p99_9: f64,
     max: f64,
 }
 
 impl TryFrom<RawQuantiles> for Quantiles {
     type Error = CoreError;
     fn try_from(r: RawQuantiles) -> Result<Self, Self::Error> {
-        Quantiles::new([r.p5, r.p50, r.p90, r.p95, r.p99, r.max])
+        Quantiles::new([
+            r.p5, r.p50, r.p75, r.p90, r.p95, r.p98, r.p99, r.p99_5, r.p99_9, r.max,
+        ])
     }
 }
 
 impl From<Quantiles> for RawQuantiles {
     fn from(q: Quantiles) -> Self {
-        let [p5, p50, p90, p95, p99, max] = q.0;
+        let [p5, p50, p75, p90, p95, p98, p99, p99_5, p99_9, max] = q.0;
         RawQuantiles {
             p5,
             p50,
+            p75,
             p90,
             p95,
+            p98,
             p99,
+            p99_5,
+            p99_9,
             max,
         }
     }
 }
 
 impl Quantiles {
-    /// Quantiles at the levels of [`QUANTILE_LEVELS`]: `[p5, p50, p90, p95, p99, max]`.
-    pub fn new(values: [f64; 6]) -> Result<Self, CoreError> {
+    /// Quantiles at the levels of [`QUANTILE_LEVELS`], lowest first.
+    pub fn new(values: [f64; QUANTILE_COUNT]) -> Result<Self, CoreError> {
         for (name, v) in QUANTILE_NAMES.iter().zip(values) {
             check_quantity(name, v)?;
         }
@@ -68,7 +85,7 @@ impl Quantiles {
 
     /// A degenerate distribution: every quantile equals `value`.
     pub fn point(value: f64) -> Result<Self, CoreError> {
-        Quantiles::new([value; 6])
+        Quantiles::new([value; QUANTILE_COUNT])
     }
 
     /// Builds quantiles from any quantile function, then sorts out tiny inversions
@@ -81,8 +98,8 @@ impl Quantiles {
         Quantiles::new(values)
     }
 
-    /// The values, `[p5, p50, p90, p95, p99, max]`.
-    pub fn values(&self) -> [f64; 6] {
+    /// The values at [`QUANTILE_LEVELS`], lowest first.
+    pub fn values(&self) -> [f64; QUANTILE_COUNT] {
         self.0
     }
 
@@ -96,19 +113,19 @@ impl Quantiles {
     }
     /// The 90th percentile.
     pub fn p90(&self) -> f64 {
-        self.0[2]
+        self.0[3]
     }
     /// The 95th percentile.
     pub fn p95(&self) -> f64 {
-        self.0[3]
+        self.0[4]
     }
     /// The 99th percentile.
     pub fn p99(&self) -> f64 {
-        self.0[4]
+        self.0[6]
     }
     /// The forecast maximum.
     pub fn max(&self) -> f64 {
-        self.0[5]
+        self.0[QUANTILE_COUNT - 1]
     }
 
     /// The value at quantile level `q` ∈ [0, 1], interpolating linearly between the stored
@@ -402,14 +419,17 @@ impl Envelope {
 mod tests {
     use super::*;
 
-    fn q(values: [f64; 6]) -> Quantiles {
-        Quantiles::new(values).expect("valid quantiles")
+    /// Quantiles from `[p5, p50, p90, p95, p99, max]`, the intermediate levels filled by
+    /// the neighbouring value below (a valid, ordered distribution).
+    fn q(v: [f64; 6]) -> Quantiles {
+        Quantiles::new([v[0], v[1], v[1], v[2], v[3], v[3], v[4], v[4], v[4], v[5]])
+            .expect("valid quantiles")
     }
 
     #[test]
     fn quantiles_reject_disorder_nan_and_negatives() {
         assert!(matches!(
-            Quantiles::new([0.0, 1.0, 3.0, 2.0, 4.0, 5.0]),
+            Quantiles::new([0.0, 1.0, 2.0, 3.0, 2.0, 4.0, 4.0, 4.0, 4.0, 5.0]),
             Err(CoreError::QuantilesOutOfOrder {
                 lower_name: "p90",
                 upper_name: "p95",
@@ -417,27 +437,27 @@ mod tests {
             })
         ));
         assert!(matches!(
-            Quantiles::new([0.0, f64::NAN, 3.0, 3.0, 4.0, 5.0]),
+            Quantiles::new([0.0, f64::NAN, 3.0, 3.0, 4.0, 5.0, 5.0, 5.0, 5.0, 5.0]),
             Err(CoreError::NotFinite { what: "p50", .. })
         ));
         assert!(matches!(
-            Quantiles::new([-1.0, 1.0, 3.0, 3.0, 4.0, 5.0]),
+            Quantiles::new([-1.0, 1.0, 3.0, 3.0, 4.0, 5.0, 5.0, 5.0, 5.0, 5.0]),
             Err(CoreError::Negative { what: "p5", .. })
         ));
-        assert!(
-            serde_json::from_str::<Quantiles>(
-                r#"{"p5":0,"p50":2,"p90":1,"p95":3,"p99":4,"max":5}"#
-            )
-            .is_err()
-        );
+        let ordered = r#"{"p5":0,"p50":1,"p75":1,"p90":2,"p95":3,"p98":3,"p99":4,"p99_5":4,"p99_9":4,"max":5}"#;
+        assert!(serde_json::from_str::<Quantiles>(ordered).is_ok());
+        let unordered = ordered.replace(r#""p90":2"#, r#""p90":0.5"#);
+        assert!(serde_json::from_str::<Quantiles>(&unordered).is_err());
     }
 
     #[test]
     fn exceedance_inverts_value_at() {
-        let d = q([1.0, 2.0, 4.0, 5.0, 8.0, 10.0]);
+        let d =
+            Quantiles::new([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 9.0, 9.5, 10.0]).expect("ordered");
         assert_eq!(d.exceedance(10.0), 0.0);
         assert_eq!(d.exceedance(11.0), 0.0);
         assert!((d.exceedance(2.0) - 0.5).abs() < 1e-12);
+        // Halfway between p90 = 4 and p95 = 5: CDF 0.925.
         assert!((d.exceedance(4.5) - 0.075).abs() < 1e-12);
         for level in [0.01, 0.3, 0.5, 0.7, 0.93, 0.97, 0.995] {
             let v = d.value_at(level);
@@ -451,7 +471,8 @@ mod tests {
     #[test]
     fn from_fn_repairs_small_inversions() -> Result<(), CoreError> {
         let d = Quantiles::from_fn(|level| if level == 0.9 { 0.5 } else { level })?;
-        assert_eq!(d.p90(), d.p50());
+        // p90 = 0.5 is below p75 = 0.75: it is lifted to p75.
+        assert_eq!(d.p90(), 0.75);
         Ok(())
     }
 
@@ -494,7 +515,10 @@ mod tests {
             .envelope(Resource::Cpu, 300, 0.9)
             .transpose()?
             .ok_or(CoreError::Empty { what: "envelope" })?;
-        assert!((env.low() - 0.5).abs() < 1e-9 && (env.high() - 3.0).abs() < 1e-9);
+        assert!(
+            (env.low() - 0.5).abs() < 1e-9 && (env.high() - 3.0).abs() < 1e-9,
+            "{env:?}"
+        );
         Ok(())
     }
 

@@ -20,7 +20,9 @@ mod time;
 
 pub use decision::{Alert, AlertKind, Decision, Reason, Severity};
 pub use error::CoreError;
-pub use forecast::{BurstClass, Envelope, Forecast, HorizonForecast, QUANTILE_LEVELS, Quantiles};
+pub use forecast::{
+    BurstClass, Envelope, Forecast, HorizonForecast, QUANTILE_COUNT, QUANTILE_LEVELS, Quantiles,
+};
 pub use identity::{WorkloadId, WorkloadKey};
 pub use limits::Limits;
 pub use resource::{MapEntry, Resource, ResourceMap, Unit};

@@ -3,7 +3,8 @@
 //! the same at every horizon; the better models come from the forecasting work.
 
 use presage_core::{
-    Forecast, HorizonForecast, QUANTILE_LEVELS, Quantiles, Resource, ResourceMap, Sample, Timestamp,
+    Forecast, HorizonForecast, QUANTILE_COUNT, QUANTILE_LEVELS, Quantiles, Resource, ResourceMap,
+    Sample, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
@@ -13,12 +14,16 @@ const NAME: &str = "ewma";
 const STATE_VERSION: u32 = 1;
 
 /// Standard-normal quantiles for [`QUANTILE_LEVELS`]; "max" is read as four deviations.
-const Z: [f64; 6] = [
+const Z: [f64; QUANTILE_COUNT] = [
     -1.644_853_6,
     0.0,
+    0.674_489_8,
     1.281_551_6,
     1.644_853_6,
+    2.053_748_9,
     2.326_347_9,
+    2.575_829_3,
+    3.090_232_3,
     4.0,
 ];
 

@@ -115,7 +115,7 @@ mod tests {
         let mut quantiles = ResourceMap::none();
         quantiles.set(
             Resource::Cpu,
-            Some(Quantiles::new([0.5, 1.0, 1.5, 1.6, 2.0, 2.5]).expect("q")),
+            Some(Quantiles::new([0.5, 1.0, 1.2, 1.5, 1.6, 1.8, 2.0, 2.2, 2.4, 2.5]).expect("q")),
         );
         Forecast::new(
             Timestamp::from_unix_secs(0),
