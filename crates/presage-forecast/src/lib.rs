@@ -7,8 +7,11 @@
 //! a saved [`ModelState`] (which is how profiles outlive a process).
 
 mod buckets;
+pub mod burst;
+pub mod demand;
 mod ewma;
 mod histogram;
+pub mod models;
 mod traits;
 
 pub use buckets::ExponentialBuckets;
