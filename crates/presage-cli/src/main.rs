@@ -1,7 +1,9 @@
 //! `presage`: predictive resource allocation for Linux workloads.
 
+mod evaluate_cmd;
 mod simulate;
 mod trace_cmd;
+mod train_cmd;
 
 use std::process::ExitCode;
 
@@ -37,6 +39,11 @@ enum Command {
     Trace(trace_cmd::Command),
     /// List the allocation policies, their knobs and sweep grids.
     Policies,
+    /// Train the neural (GRU/LSTM) forecaster on traces and write its weights.
+    Train(train_cmd::Args),
+    /// Score every forecasting model one step ahead against the seasonal-naive and ETS
+    /// baselines (p95 pinball loss, p95 coverage, MASE).
+    EvaluateForecast(evaluate_cmd::Args),
 }
 
 fn init_logging(verbose: u8) {
@@ -59,6 +66,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Simulate(args) => simulate::run(&args),
         Command::Trace(cmd) => trace_cmd::run(&cmd),
+        Command::Train(args) => train_cmd::run(&args),
+        Command::EvaluateForecast(args) => evaluate_cmd::run(&args),
         Command::Policies => {
             print!("{}", simulate::policy_list());
             Ok(())

@@ -171,6 +171,27 @@ impl Quantiles {
         0.0
     }
 
+    /// The limit that minimises `limit + price · P(usage > limit)`: what a unit of
+    /// resource costs against what one violation costs, `price` being the violation's cost
+    /// in units of the resource (a newsvendor rule). With the CDF linear between the
+    /// stored levels the objective is linear between them, so the best limit is one of
+    /// the stored values. A higher price buys a lower risk; 0 gives the median.
+    pub fn priced_limit(&self, price: f64) -> f64 {
+        let price = if price.is_finite() {
+            price.max(0.0)
+        } else {
+            f64::MAX
+        };
+        let mut best = (f64::INFINITY, self.max());
+        for (level, value) in QUANTILE_LEVELS.iter().zip(self.0).skip(1) {
+            let cost = value + price * (1.0 - level);
+            if cost < best.0 {
+                best = (cost, value);
+            }
+        }
+        best.1
+    }
+
     /// The element-wise maximum of two distributions (an upper envelope over horizons).
     pub fn upper(&self, other: &Quantiles) -> Quantiles {
         Quantiles(std::array::from_fn(|i| self.0[i].max(other.0[i])))
@@ -279,6 +300,11 @@ impl Forecast {
     /// The model that made it.
     pub fn model(&self) -> &str {
         &self.model
+    }
+
+    /// The model's name as carried (no copy when it is a static name).
+    pub fn model_name(&self) -> Cow<'static, str> {
+        self.model.clone()
     }
 
     /// The burst class of `resource`, if the model classified it.
@@ -465,6 +491,27 @@ mod tests {
                 (d.exceedance(v) - (1.0 - level)).abs() < 1e-9,
                 "level {level}"
             );
+        }
+    }
+
+    #[test]
+    fn priced_limit_trades_resource_against_violations() {
+        let d =
+            Quantiles::new([0.0, 1.0, 1.2, 1.4, 1.6, 2.0, 2.4, 3.0, 5.0, 9.0]).expect("ordered");
+        // Free violations: the median.
+        assert_eq!(d.priced_limit(0.0), 1.0);
+        // Price 20: p90 costs 1.4 + 2.0 = 3.4, p95 1.6 + 1.0 = 2.6, p98 2.0 + 0.4 = 2.4,
+        // p99 2.4 + 0.2 = 2.6 — p98 wins.
+        assert_eq!(d.priced_limit(20.0), 2.0);
+        // Price 10 000: p99.9 costs 5 + 10 = 15 against max 9 — max wins.
+        assert_eq!(d.priced_limit(10_000.0), 9.0);
+        assert_eq!(d.priced_limit(f64::INFINITY), 9.0);
+        // The limit never falls as the price rises.
+        let mut last = 0.0;
+        for price in [0.0, 1.0, 3.0, 10.0, 30.0, 100.0, 1e3, 1e4] {
+            let l = d.priced_limit(price);
+            assert!(l >= last);
+            last = l;
         }
     }
 

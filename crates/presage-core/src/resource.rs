@@ -188,6 +188,8 @@ impl<T> MapEntry for Option<T> {
 }
 impl MapEntry for f64 {}
 impl MapEntry for u64 {}
+impl MapEntry for u32 {}
+impl MapEntry for usize {}
 impl MapEntry for bool {}
 
 impl<T: Serialize + MapEntry> Serialize for ResourceMap<T> {

@@ -5,12 +5,14 @@ use presage_core::{
     Decision, Limits, Reason, ResourceMap, Sample, Timestamp, WorkloadId, WorkloadKey,
 };
 use presage_forecast::ForecasterFactory;
+use presage_policy::capacity::NodeCapacity;
 use presage_policy::{
-    AllocatorFactory, BehaviorConfig, BehaviorScore, PolicyError, WorkloadPolicy,
+    AllocatorFactory, BehaviorConfig, BehaviorScore, BudgetTracker, PolicyError, WorkloadPolicy,
 };
 use thiserror::Error;
 use tracing::{debug, warn};
 
+use crate::fit;
 use crate::step::{self, StepContext};
 use crate::workload::Managed;
 use crate::{
@@ -36,6 +38,9 @@ pub struct EngineConfig {
     pub save_every_s: Option<u32>,
     /// Policy for workloads the engine first meets through a sample.
     pub default_policy: WorkloadPolicy,
+    /// The node's capacity: when set, guaranteed allocations are fitted into it each
+    /// tick (weighted max-min) and a shortfall raises a capacity request.
+    pub node_capacity: NodeCapacity,
 }
 
 impl Default for EngineConfig {
@@ -48,6 +53,7 @@ impl Default for EngineConfig {
             alert_score: 80.0,
             save_every_s: Some(300),
             default_policy: WorkloadPolicy::default(),
+            node_capacity: NodeCapacity::default(),
         }
     }
 }
@@ -247,6 +253,7 @@ impl Engine {
             profile_version: profile.as_ref().map_or(0, |p| p.version),
             profile_samples: profile.as_ref().map_or(0, |p| p.samples),
             touched: false,
+            budget: spec.policy.budget.map(BudgetTracker::new),
             spec,
         };
         debug!(workload = %managed.spec.id, restored, "adopted");
@@ -299,8 +306,8 @@ impl Engine {
             self.observe(now, sample, &mut report);
         }
         let touched = std::mem::take(&mut self.touched);
+        self.step_all(&touched, now, &mut report);
         for &idx in &touched {
-            self.step(idx, now, &mut report);
             self.workloads[idx].touched = false;
         }
         self.touched = touched;
@@ -425,6 +432,9 @@ impl Engine {
             f.observe(sample);
         }
         w.allocator.observe(sample, &w.limits);
+        if let Some(budget) = w.budget.as_mut() {
+            budget.observe(sample);
+        }
         w.last_sample = Some(sample.clone());
         w.samples += 1;
         report.samples_used += 1;
@@ -462,9 +472,9 @@ impl Engine {
         Ok(self.workloads.len() - 1)
     }
 
-    /// Forecast → allocate → actuate → score → respond, for one workload that has a new
-    /// sample in this tick.
-    fn step(&mut self, idx: usize, now: Timestamp, report: &mut TickReport) {
+    /// Plan every touched workload (forecast → allocate → safety rules), fit the plans
+    /// into the node when its capacity is known, then actuate → score → respond.
+    fn step_all(&mut self, touched: &[usize], now: Timestamp, report: &mut TickReport) {
         let mut cx = StepContext {
             now,
             horizon_s: self.decision_horizon_s(),
@@ -472,7 +482,34 @@ impl Engine {
             actuator: self.actuator.as_mut(),
             responder: self.responder.as_mut(),
         };
-        step::run(&mut self.workloads[idx], &mut cx, report);
+        if !cx.config.node_capacity.is_set() {
+            // The common case: nothing couples the workloads, so each goes start to end.
+            for &idx in touched {
+                let plan = step::plan(&mut self.workloads[idx], &cx);
+                step::finish(&mut self.workloads[idx], plan, &mut cx, report);
+            }
+            return;
+        }
+        let mut plans: Vec<Option<step::Plan>> = (0..self.workloads.len()).map(|_| None).collect();
+        for &idx in touched {
+            plans[idx] = Some(step::plan(&mut self.workloads[idx], &cx));
+        }
+        fit::fit_node(
+            &self.workloads,
+            &mut plans,
+            &cx.config.node_capacity,
+            now,
+            report,
+        );
+        for (idx, plan) in plans.into_iter().enumerate() {
+            let Some(plan) = plan else { continue };
+            if self.workloads[idx].touched {
+                step::finish(&mut self.workloads[idx], plan, &mut cx, report);
+            } else {
+                // Cut to fit, without a sample of its own this tick: apply only.
+                step::apply_only(&mut self.workloads[idx], plan, &mut cx, report);
+            }
+        }
     }
 
     fn decision_horizon_s(&self) -> u32 {

@@ -8,6 +8,7 @@
 //! [`Responder`] it is built with.
 
 mod engine;
+mod fit;
 mod memory_store;
 mod report;
 mod step;

@@ -2,9 +2,11 @@
 //! score behaviour → respond. Kept apart from the engine's bookkeeping (adoption,
 //! lookup, profile saving) so each reads on its own.
 
+use std::borrow::Cow;
+
 use presage_core::{
-    Alert, AlertKind, Decision, Limits, Reason, Resource, ResourceMap, Sample, Severity, Timestamp,
-    Usage, WorkloadId,
+    Alert, AlertKind, Decision, Forecast, Limits, Reason, Resource, ResourceMap, Sample, Severity,
+    Timestamp, Usage, WorkloadId,
 };
 use presage_policy::{AllocationInput, safety};
 
@@ -20,32 +22,53 @@ pub(crate) struct StepContext<'a> {
     pub(crate) responder: &'a mut dyn Responder,
 }
 
-/// Runs the step for a workload whose latest sample arrived in this tick.
-pub(crate) fn run(w: &mut Managed, cx: &mut StepContext<'_>, report: &mut TickReport) {
-    // Disjoint borrows of the workload's parts: the sample stays where it is.
+/// What a workload's allocator settled on in this tick, waiting for the node-level fit.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    /// The limits to apply (after the safety rules), when they differ from the current.
+    pub(crate) change: Option<Planned>,
+    /// The forecast made before this tick's sample: what behaviour is judged against.
+    pub(crate) previous: Option<Forecast>,
+}
+
+/// A limit change, before actuation.
+#[derive(Debug, Clone)]
+pub(crate) struct Planned {
+    pub(crate) new: Limits,
+    pub(crate) reason: Reason,
+    pub(crate) model: Cow<'static, str>,
+    pub(crate) risk: ResourceMap<Option<f64>>,
+}
+
+/// Forecast → allocate → safety rules, for a workload whose latest sample arrived in
+/// this tick. Nothing is applied yet: the engine first fits every plan into the node.
+pub(crate) fn plan(w: &mut Managed, cx: &StepContext<'_>) -> Plan {
     let Managed {
         spec,
         limits,
         forecaster,
         allocator,
         forecast,
-        score,
         last_sample,
         last_decision_at,
+        budget,
         ..
     } = w;
+    let previous = forecast.take();
     let Some(sample) = last_sample.as_ref() else {
-        return;
+        return Plan {
+            change: None,
+            previous,
+        };
     };
     let now = cx.now;
-    let previous = forecast.take();
     if let Some(f) = forecaster {
         *forecast = f.forecast(now, &cx.config.horizons_s);
     }
-
     let due = last_decision_at
         .is_none_or(|t| now.secs_since(t) >= f64::from(cx.config.decide_every_s))
         || sample.events().starved();
+    let mut change = None;
     if due {
         *last_decision_at = Some(now);
         let input = AllocationInput {
@@ -59,29 +82,101 @@ pub(crate) fn run(w: &mut Managed, cx: &mut StepContext<'_>, report: &mut TickRe
         if let Some(proposal) = allocator.allocate(&input) {
             let new = safety::enforce(&proposal.limits, limits, sample.usage(), &spec.policy);
             if new != *limits {
-                let risk = match forecast.as_ref() {
-                    Some(fc) => ResourceMap::from_fn(|r| {
-                        new.hard(r)
-                            .and_then(|limit| fc.risk(r, limit, cx.horizon_s))
-                    }),
-                    None => proposal.risk,
-                };
-                let decision = Decision {
-                    workload: spec.id.clone(),
-                    at: now,
-                    old: *limits,
+                change = Some(Planned {
                     new,
                     reason: proposal.reason,
-                    risk,
                     model: proposal.model,
-                };
-                apply(cx.actuator, &spec.id, limits, decision, report);
+                    risk: proposal.risk,
+                });
             }
         }
     }
+    // The CPU budget is a hard ceiling, checked at every tick (it tightens as the budget
+    // is spent even when the allocator has nothing new to say).
+    if let Some(cap) = budget.as_ref().and_then(|b| b.cpu_cap(now)) {
+        let planned = change.as_ref().map_or(*limits, |c| c.new);
+        if planned.cpu_quota_cores().is_none_or(|q| q > cap)
+            && let Ok(new) = planned.with_hard(Resource::Cpu, cap)
+        {
+            change = Some(Planned {
+                new,
+                reason: Reason::Budget,
+                model: change.map_or_else(|| "budget".into(), |c| c.model),
+                risk: ResourceMap::none(),
+            });
+        }
+    }
+    Plan { change, previous }
+}
 
+/// Applies a plan's change only (a workload cut to fit the node in a tick it had no
+/// sample of its own: there is nothing new to score).
+pub(crate) fn apply_only(
+    w: &mut Managed,
+    plan: Plan,
+    cx: &mut StepContext<'_>,
+    report: &mut TickReport,
+) {
+    if let Some(change) = plan.change
+        && change.new != w.limits
+    {
+        let decision = Decision {
+            workload: w.spec.id.clone(),
+            at: cx.now,
+            old: w.limits,
+            new: change.new,
+            reason: change.reason,
+            risk: change.risk,
+            model: change.model,
+        };
+        apply(cx.actuator, &w.spec.id, &mut w.limits, decision, report);
+    }
+}
+
+/// Actuate → score behaviour → respond, once the plan has been fitted into the node.
+pub(crate) fn finish(
+    w: &mut Managed,
+    plan: Plan,
+    cx: &mut StepContext<'_>,
+    report: &mut TickReport,
+) {
+    let Managed {
+        spec,
+        limits,
+        forecast,
+        score,
+        last_sample,
+        ..
+    } = w;
+    let now = cx.now;
+    if let Some(change) = plan.change
+        && change.new != *limits
+    {
+        let risk = match forecast.as_ref() {
+            Some(fc) => ResourceMap::from_fn(|r| {
+                change
+                    .new
+                    .hard(r)
+                    .and_then(|limit| fc.risk(r, limit, cx.horizon_s))
+            }),
+            None => change.risk,
+        };
+        let decision = Decision {
+            workload: spec.id.clone(),
+            at: now,
+            old: *limits,
+            new: change.new,
+            reason: change.reason,
+            risk,
+            model: change.model,
+        };
+        apply(cx.actuator, &spec.id, limits, decision, report);
+    }
+    let Some(sample) = last_sample.as_ref() else {
+        return;
+    };
     let first_alert = report.alerts.len();
-    if let Some(prev) = previous {
+    if let Some(prev) = plan.previous {
         let excess = score.update(sample, &prev, &cx.config.behavior);
         if excess > 0.0 && score.value() >= cx.config.alert_score {
             report.alerts.push(Alert {

@@ -1,6 +1,6 @@
 use presage_core::{Forecast, Limits, Sample, Timestamp, WorkloadId, WorkloadKey};
 use presage_forecast::Forecaster;
-use presage_policy::{Allocator, BehaviorScore, WorkloadPolicy};
+use presage_policy::{Allocator, BehaviorScore, BudgetTracker, WorkloadPolicy};
 use serde::Serialize;
 
 /// A workload to manage: its instance id, what it is, the limits it has now, its policy.
@@ -31,6 +31,7 @@ pub(crate) struct Managed {
     pub(crate) profile_version: u64,
     pub(crate) profile_samples: u64,
     pub(crate) touched: bool,
+    pub(crate) budget: Option<BudgetTracker>,
 }
 
 /// A read-only view of one managed workload, for reports and the API.

@@ -9,12 +9,21 @@
 mod buckets;
 pub mod burst;
 pub mod demand;
+mod ensemble;
 mod ewma;
 mod histogram;
 pub mod models;
+mod residual;
 mod traits;
 
 pub use buckets::ExponentialBuckets;
+pub use burst::{BurstClassifier, BurstClassifiers, BurstConfig, BurstFeatures};
+pub use ensemble::{Ensemble, EnsembleConfig};
 pub use ewma::{Ewma, EwmaConfig};
 pub use histogram::{DecayingHistogram, EPSILON as HISTOGRAM_EPSILON, HistogramCheckpoint};
+pub use models::histogram_model::{HistogramModel, HistogramModelConfig, resource_layout};
+pub use models::holt_winters::{HoltWinters, HoltWintersConfig, ResidualDistribution};
+pub use models::segmented::{DayGrouping, Segmented, SegmentedConfig};
+pub use models::window::{MovingWindow, WindowConfig};
+pub use residual::{Residual, ResidualConfig};
 pub use traits::{ForecastError, Forecaster, ForecasterFactory, ModelState};

@@ -1,6 +1,6 @@
 use std::fmt::Debug;
 
-use presage_core::{Forecast, Sample, Timestamp};
+use presage_core::{Forecast, Quantiles, Resource, Sample, Timestamp};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -110,6 +110,15 @@ pub trait Forecaster: Send + Debug {
     /// Forecasts every modelled resource at each of `horizons_s` (seconds after `now`,
     /// positive and increasing). `None` until the model has seen enough to say anything.
     fn forecast(&self, now: Timestamp, horizons_s: &[u32]) -> Option<Forecast>;
+
+    /// The distribution of one resource at one horizon: what [`Forecaster::forecast`]
+    /// would say for it. The ensemble asks every member this at every sample, so models
+    /// that can answer without building a whole forecast should override it.
+    fn quantiles(&self, now: Timestamp, horizon_s: u32, resource: Resource) -> Option<Quantiles> {
+        self.forecast(now, &[horizon_s])?
+            .at(resource, horizon_s)
+            .copied()
+    }
 
     /// The learned state, for the profile store.
     fn save(&self) -> Result<ModelState, ForecastError>;

@@ -10,12 +10,17 @@
 mod allocator;
 pub mod baselines;
 mod behavior;
+mod budget;
+pub mod capacity;
 mod margin;
 mod policy;
+mod predictive;
 pub mod registry;
 pub mod safety;
 
 pub use allocator::{AllocationInput, Allocator, AllocatorFactory, Proposal};
 pub use behavior::{BehaviorConfig, BehaviorScore, NEUTRAL};
+pub use budget::BudgetTracker;
 pub use margin::{MarginAllocator, MarginConfig};
-pub use policy::{MIN_CPU_CORES, MIN_MEMORY_BYTES, PolicyError, WorkloadPolicy};
+pub use policy::{Budget, MIN_CPU_CORES, MIN_MEMORY_BYTES, PolicyError, WorkloadPolicy};
+pub use predictive::{Predictive, PredictiveConfig};

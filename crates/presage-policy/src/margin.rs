@@ -22,7 +22,7 @@ impl Default for MarginConfig {
         MarginConfig {
             resources: vec![Resource::Cpu, Resource::Memory],
             oom_bump: 1.2,
-            headroom: None,
+            headroom: Some(0.10),
         }
     }
 }

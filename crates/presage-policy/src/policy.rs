@@ -41,7 +41,8 @@ pub struct WorkloadPolicy {
     pub max: ResourceMap<Option<f64>>,
     /// Accepted probability that usage exceeds the limit within the decision horizon.
     pub target_risk: f64,
-    /// Extra fraction added on top of the forecast quantile.
+    /// Extra fraction added on top of the limit the allocator chose (0 by default: the
+    /// allocator's price already buys the risk the operator asked for).
     pub headroom: f64,
     /// Relative change below which a limit is left alone (avoids churn).
     pub hysteresis: f64,
@@ -57,6 +58,27 @@ pub struct WorkloadPolicy {
     pub vip_multiplier: f64,
     /// Never frozen or killed by the anomaly responder.
     pub protected: bool,
+    /// A resource budget: a hard ceiling no limit ever exceeds, whatever the forecast.
+    pub budget: Option<Budget>,
+}
+
+/// A workload instance's resource budget (seed 000's "resource budget").
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    /// CPU-seconds the instance may use per window.
+    #[serde(default)]
+    pub cpu_seconds: Option<f64>,
+    /// The window the CPU budget renews over, in seconds.
+    #[serde(default = "default_budget_window")]
+    pub window_s: u32,
+    /// Memory ceiling in bytes.
+    #[serde(default)]
+    pub memory_bytes: Option<f64>,
+}
+
+fn default_budget_window() -> u32 {
+    3600
 }
 
 impl Default for WorkloadPolicy {
@@ -65,7 +87,7 @@ impl Default for WorkloadPolicy {
             min: ResourceMap::none(),
             max: ResourceMap::none(),
             target_risk: 0.02,
-            headroom: 0.10,
+            headroom: 0.0,
             hysteresis: 0.05,
             memory_margin: 0.10,
             memory_margin_bytes: 16.0 * 1024.0 * 1024.0,
@@ -73,6 +95,7 @@ impl Default for WorkloadPolicy {
             weight: 1.0,
             vip_multiplier: 1.0,
             protected: false,
+            budget: None,
         }
     }
 }
@@ -143,10 +166,23 @@ impl WorkloadPolicy {
         if let Some(lo) = self.min[resource] {
             v = v.max(lo);
         }
-        if let Some(hi) = self.max[resource] {
+        if let Some(hi) = self.ceiling(resource) {
             v = v.min(hi);
         }
         v
+    }
+
+    /// The highest limit allowed for `resource`: the policy's max, or the memory budget
+    /// when lower.
+    pub fn ceiling(&self, resource: Resource) -> Option<f64> {
+        let budget = match (resource, &self.budget) {
+            (Resource::Memory, Some(b)) => b.memory_bytes,
+            _ => None,
+        };
+        match (self.max[resource], budget) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The lowest memory hard limit allowed while the workload uses `usage_bytes`.

@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 
-use presage_forecast::{Ewma, EwmaConfig, ForecasterFactory};
+use presage_forecast::{Ensemble, EnsembleConfig, ForecasterFactory, Residual};
 
 use crate::baselines::{StaticAllocator, autopilot_ml, autopilot_mw, cloudscale, threshold, vpa};
-use crate::{AllocatorFactory, MarginAllocator, MarginConfig, PolicyError};
+use crate::{AllocatorFactory, PolicyError, Predictive, PredictiveConfig};
 
 /// The parts an allocation rule runs with.
 #[derive(Debug, Clone)]
@@ -43,14 +43,6 @@ impl PolicyInfo {
     }
 }
 
-fn knob_error(field: &str, value: f64, reason: &'static str) -> PolicyError {
-    PolicyError {
-        field: field.to_owned(),
-        value: value.to_string(),
-        reason,
-    }
-}
-
 fn build_static(scale: f64) -> Result<PolicyParts, PolicyError> {
     Ok(PolicyParts {
         allocator: Arc::new(StaticAllocator::new(scale)?),
@@ -58,18 +50,28 @@ fn build_static(scale: f64) -> Result<PolicyParts, PolicyError> {
     })
 }
 
-fn build_presage(headroom: f64) -> Result<PolicyParts, PolicyError> {
-    if !(headroom.is_finite() && headroom >= 0.0) {
-        return Err(knob_error("presage headroom", headroom, "must be ≥ 0"));
+/// Bytes of memory priced like one core (a typical server's memory per core): the knob
+/// prices a CPU violation in cores, a memory violation costs this many bytes per core.
+pub const MEMORY_PER_CORE: f64 = 32.0 * 1024.0 * 1024.0 * 1024.0;
+
+fn build_presage(price: f64) -> Result<PolicyParts, PolicyError> {
+    let config = PredictiveConfig::priced(price, MEMORY_PER_CORE)?;
+    let model_error = |e: presage_forecast::ForecastError| PolicyError {
+        field: "presage models".into(),
+        value: e.to_string(),
+        reason: "invalid model settings",
+    };
+    let mut members: Vec<Arc<dyn ForecasterFactory>> = Vec::new();
+    for window_s in [300, 900, 3_600, 14_400] {
+        members.push(Arc::new(
+            Residual::with_window(window_s, &config.resources).map_err(model_error)?,
+        ));
     }
-    let forecaster = Ewma::new(EwmaConfig::default())
-        .map_err(|_| knob_error("presage ewma", 0.0, "invalid default EWMA settings"))?;
+    let ensemble =
+        Ensemble::new(members, EnsembleConfig::with_price(config.price)).map_err(model_error)?;
     Ok(PolicyParts {
-        allocator: Arc::new(MarginAllocator::new(MarginConfig {
-            headroom: Some(headroom),
-            ..MarginConfig::default()
-        })),
-        forecaster: Some(Arc::new(forecaster)),
+        allocator: Arc::new(Predictive::new(config)),
+        forecaster: Some(Arc::new(ensemble)),
     })
 }
 
@@ -126,10 +128,10 @@ pub fn all() -> Vec<PolicyInfo> {
         },
         PolicyInfo {
             name: "presage",
-            summary: "presage's predictive allocator (currently: EWMA forecast quantile + headroom)",
-            knob: "headroom fraction over the forecast quantile",
-            default_knob: 0.10,
-            sweep: &[0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0],
+            summary: "presage: forecast distribution → the limit minimising limit + price × P(violation), proactive raise, held release, fast repair",
+            knob: "price of a violation, in cores (memory: × 32 GiB per core)",
+            default_knob: 10.0,
+            sweep: &[0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 300.0],
             build: build_presage,
         },
     ]

@@ -1,7 +1,9 @@
 //! The last word on every limit an allocator proposes.
 //!
 //! Whatever a model or baseline proposes, the limits that leave this module obey the
-//! safety invariants of DESIGN.md: inside the policy's [min, max]; a memory hard limit
+//! safety invariants of DESIGN.md: inside the policy's [min, max] and under its budget's
+//! memory ceiling (CPU budgets are time-based and applied by [`crate::BudgetTracker`]); a memory
+//! hard limit
 //! never *set* below current usage plus the policy's margin (unless the operator's max is
 //! lower still: the explicit ceiling wins); no change smaller than the hysteresis band,
 //! unless it is the raise the memory floor requires. A resource the proposal does not
@@ -45,7 +47,7 @@ pub fn enforce(
             && let Some(used) = usage.memory_bytes()
         {
             value = value.max(policy.memory_floor(used));
-            if let Some(hi) = policy.max[resource] {
+            if let Some(hi) = policy.ceiling(resource) {
                 value = value.min(hi);
             }
         }

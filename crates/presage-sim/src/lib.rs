@@ -6,17 +6,20 @@
 //! limit is an OOM kill) and shows the engine what a host would show. Decisions made after
 //! observing step *t* take effect from step *t + 1* (plus any configured delay).
 
+pub mod evaluate;
 pub mod metrics;
 mod oracle;
 pub mod plot;
 pub mod report;
 pub mod run;
+pub mod surges;
 pub mod synth;
 pub mod trace;
 mod world;
 
+pub use presage_policy::capacity::NodeCapacity;
 pub use run::{
-    NodeCapacity, PolicyRun, Resolver, RunResult, SimError, SimOptions, Timeline, resolve,
-    simulate, simulate_with,
+    PolicyRun, Resolver, RunResult, SimError, SimOptions, Timeline, resolve, simulate,
+    simulate_with,
 };
 pub use world::TimelinePoint;

@@ -41,6 +41,22 @@ pub struct PolicyReport {
     pub decisions: u64,
     /// CPU seconds spent simulating it.
     pub cpu_seconds: f64,
+    /// Lead time on known surges (present when the trace knows its surges).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub surges: Option<SurgeReport>,
+}
+
+/// How a policy met the trace's known surges.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct SurgeReport {
+    /// Surges scored.
+    pub surges: u64,
+    /// Fraction met without throttling in the hour after the onset.
+    pub met: f64,
+    /// Fraction whose limit was raised ahead of the onset (see `presage_sim::surges`).
+    pub anticipated: f64,
+    /// Mean lead of the anticipated ones, in seconds.
+    pub mean_lead_s: f64,
 }
 
 /// The whole report (`report.json`).
@@ -66,9 +82,32 @@ pub struct Report {
     /// by VPA's slack (`null` where the policy's frontier does not reach that rate).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub headline: Option<Headline>,
+    /// With `--sweep`: every policy's frontier against each reference baseline's (VPA and
+    /// both Autopilots): reference → resource → policy → comparison.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comparisons: Option<Comparisons>,
     /// With `--sweep`: every run, default or not.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sweep_runs: Vec<PolicyReport>,
+}
+
+/// Reference → resource → policy → comparison.
+pub type Comparisons = BTreeMap<String, BTreeMap<String, BTreeMap<String, Comparison>>>;
+
+/// The baselines every policy is compared against.
+pub const REFERENCES: [&str; 3] = ["vpa", "autopilot-ml", "autopilot-mw"];
+
+/// One policy's frontier against a reference baseline's.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Comparison {
+    /// Slack at the reference's default violation rate, over the reference's slack there
+    /// (`None`: the policy never starves as rarely).
+    pub at_reference: Option<f64>,
+    /// Over the violation rates both frontiers cover, the largest ratio of the policy's
+    /// slack to the reference's (≤ 1: on or below it everywhere they overlap).
+    pub worst_over_overlap: Option<f64>,
+    /// The violation-rate range both frontiers cover.
+    pub overlap: Option<[f64; 2]>,
 }
 
 fn policy_report(r: &RunResult) -> PolicyReport {
@@ -83,6 +122,16 @@ fn policy_report(r: &RunResult) -> PolicyReport {
             .collect(),
         decisions: r.decisions,
         cpu_seconds: r.cpu_seconds,
+        surges: (r.surges.surges > 0).then(|| SurgeReport {
+            surges: r.surges.surges,
+            met: r.surges.met as f64 / r.surges.surges as f64,
+            anticipated: r.surges.anticipated_fraction(),
+            mean_lead_s: if r.surges.anticipated > 0 {
+                r.surges.lead_s_total / r.surges.anticipated as f64
+            } else {
+                0.0
+            },
+        }),
     }
 }
 
@@ -106,11 +155,13 @@ pub fn build(
         policies: defaults.iter().map(|r| policy_report(r)).collect(),
         frontiers: None,
         headline: None,
+        comparisons: None,
         sweep_runs: Vec::new(),
     };
     if swept {
         report.sweep_runs = results.iter().map(policy_report).collect();
         let (frontiers, headline) = frontiers_and_headline(results);
+        report.comparisons = Some(comparisons(results, &frontiers));
         report.frontiers = Some(frontiers);
         report.headline = Some(headline);
     }
@@ -160,6 +211,76 @@ fn frontiers_and_headline(results: &[RunResult]) -> (Frontiers, Headline) {
         frontiers.insert(resource.name().to_owned(), per_policy);
     }
     (frontiers, headline)
+}
+
+fn comparisons(results: &[RunResult], frontiers: &Frontiers) -> Comparisons {
+    let mut out = BTreeMap::new();
+    for reference in REFERENCES {
+        let mut per_resource = BTreeMap::new();
+        for (resource_name, per_policy) in frontiers {
+            let Ok(resource) = resource_name.parse::<Resource>() else {
+                continue;
+            };
+            let Some(ref_frontier) = per_policy.get(reference) else {
+                continue;
+            };
+            let ref_default = results
+                .iter()
+                .find(|r| r.run.name == reference && r.run.is_default)
+                .and_then(|r| r.metrics[resource])
+                .filter(|m| m.steps > 0 && m.slack > 0.0);
+            let rows = per_policy
+                .iter()
+                .map(|(name, frontier)| {
+                    let at_reference = ref_default
+                        .and_then(|m| slack_at(frontier, m.violation_rate).map(|s| s / m.slack));
+                    let (worst, overlap) = worst_ratio(frontier, ref_frontier);
+                    (
+                        name.clone(),
+                        Comparison {
+                            at_reference,
+                            worst_over_overlap: worst,
+                            overlap,
+                        },
+                    )
+                })
+                .collect();
+            per_resource.insert(resource_name.clone(), rows);
+        }
+        out.insert(reference.to_owned(), per_resource);
+    }
+    out
+}
+
+/// The largest slack ratio of `frontier` to `reference` over the violation rates both
+/// cover, sampled at every point of either inside the overlap.
+fn worst_ratio(frontier: &[[f64; 2]], reference: &[[f64; 2]]) -> (Option<f64>, Option<[f64; 2]>) {
+    let (Some(a0), Some(a1), Some(b0), Some(b1)) = (
+        frontier.first(),
+        frontier.last(),
+        reference.first(),
+        reference.last(),
+    ) else {
+        return (None, None);
+    };
+    let (lo, hi) = (a0[0].max(b0[0]), a1[0].min(b1[0]));
+    if lo > hi {
+        return (None, None);
+    }
+    let worst = frontier
+        .iter()
+        .chain(reference)
+        .map(|p| p[0])
+        .chain([lo, hi])
+        .filter(|v| (lo..=hi).contains(v))
+        .filter_map(|v| match (slack_at(frontier, v), slack_at(reference, v)) {
+            (Some(s), Some(r)) if r > 0.0 => Some(s / r),
+            _ => None,
+        })
+        .fold(None, |acc: Option<f64>, r| {
+            Some(acc.map_or(r, |a| a.max(r)))
+        });
+    (worst, Some([lo, hi]))
 }
 
 /// The non-dominated points (no other point has both lower violation and lower slack),
@@ -231,6 +352,29 @@ pub fn table(report: &Report) -> String {
                 m.churn_per_workload_day,
                 m.relative_slack_per_workload_day * 100.0
             );
+        }
+        if resource == "cpu" {
+            let surges: Vec<String> = report
+                .policies
+                .iter()
+                .filter_map(|p| {
+                    p.surges.map(|s| {
+                        format!(
+                            "{} {:.0}% ahead ({:.0}% met)",
+                            p.name,
+                            s.anticipated * 100.0,
+                            s.met * 100.0
+                        )
+                    })
+                })
+                .collect();
+            if !surges.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "  known surges raised for ahead of time: {}",
+                    surges.join(", ")
+                );
+            }
         }
         if let Some(h) = report.headline.as_ref().and_then(|h| h.get(resource)) {
             let cells: Vec<String> = h

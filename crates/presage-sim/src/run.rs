@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use presage_core::{Resource, ResourceMap, Timestamp, WorkloadId};
 use presage_engine::{Engine, EngineConfig, WorkloadSpec};
+use presage_policy::capacity::{NodeCapacity, weighted_max_min};
 use presage_policy::registry::{self, PolicyParts};
 use presage_policy::{PolicyError, WorkloadPolicy};
 use rayon::prelude::*;
@@ -15,10 +16,9 @@ use thiserror::Error;
 
 use crate::metrics::{Accumulators, ResourceMetrics};
 use crate::oracle::OracleFactory;
+use crate::surges::SurgeTally;
 use crate::trace::Trace;
-use crate::world::{
-    Pending, SimActuator, SimWorkload, TimelinePoint, first_interval_ms, weighted_max_min,
-};
+use crate::world::{Pending, SimActuator, SimWorkload, TimelinePoint, first_interval_ms};
 
 /// A policy at one knob value.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -29,15 +29,6 @@ pub struct PolicyRun {
     pub knob: f64,
     /// Whether this is the policy's default knob (timelines are recorded for those).
     pub is_default: bool,
-}
-
-/// A node's capacity, for packing several workloads on one machine.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
-pub struct NodeCapacity {
-    /// CPU cores.
-    pub cpu_cores: Option<f64>,
-    /// Memory bytes.
-    pub memory_bytes: Option<f64>,
 }
 
 /// How to simulate.
@@ -124,6 +115,8 @@ pub struct RunResult {
     pub timelines: Vec<Timeline>,
     /// CPU seconds spent, summed over the threads that ran it.
     pub cpu_seconds: f64,
+    /// Lead time on the trace's known surges (synthetic periodic workloads).
+    pub surges: SurgeTally,
 }
 
 /// The policy names `simulate` accepts: the registry's and `oracle`.
@@ -172,6 +165,7 @@ pub fn runs_for(names: &[String], sweep: bool) -> Result<Vec<PolicyRun>, SimErro
 }
 
 struct PackResult {
+    surges: SurgeTally,
     acc: Accumulators,
     decisions: u64,
     samples: u64,
@@ -270,6 +264,7 @@ pub fn simulate_with(
                 m.days += out.days;
                 m.issues += out.issues;
                 m.timelines.extend(out.timelines);
+                m.surges.merge(out.surges);
             }
         }
     }
@@ -298,6 +293,7 @@ pub fn simulate_with(
                 issues: m.issues,
                 timelines: m.timelines,
                 cpu_seconds: cpu.into_inner() as f64 / 1e6,
+                surges: m.surges,
             })
         })
         .collect())
@@ -416,8 +412,12 @@ fn simulate_pack(
     let mut acc: Accumulators = Default::default();
     let mut days = 0.0;
     let mut timelines = Vec::new();
+    let mut surges = SurgeTally::default();
     for w in world {
         days += w.days();
+        if let Some(trail) = &w.trail {
+            surges.merge(crate::surges::tally(trail, &w.trace.surges));
+        }
         for (a, b) in acc.iter_mut().zip(w.acc) {
             a.merge(b);
         }
@@ -430,6 +430,7 @@ fn simulate_pack(
         }
     }
     Ok(PackResult {
+        surges,
         acc,
         decisions,
         samples,

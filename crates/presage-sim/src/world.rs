@@ -69,6 +69,8 @@ pub(crate) struct SimWorkload<'a> {
     /// An OOM the node (not the workload's own limit) caused, delivered with the next sample.
     pub(crate) node_oom: bool,
     pub(crate) timeline: Option<Vec<TimelinePoint>>,
+    /// CPU limit and demand per step, for workloads whose surges are known.
+    pub(crate) trail: Option<crate::surges::CpuTrail>,
 }
 
 impl<'a> SimWorkload<'a> {
@@ -82,6 +84,7 @@ impl<'a> SimWorkload<'a> {
             first_interval_ms: first_interval_ms(trace),
             node_oom: false,
             timeline: record_timeline.then(Vec::new),
+            trail: (!trace.surges.is_empty()).then(Default::default),
         }
     }
 
@@ -177,6 +180,13 @@ impl<'a> SimWorkload<'a> {
             events.oom_kills += 1;
             self.acc[Resource::Memory.index()].count_oom();
         }
+        if let (Some(trail), Some(demand)) = (self.trail.as_mut(), point.demand.cpu_cores()) {
+            trail.at_ms.push(point.at.unix_ms());
+            trail.demand.push(demand);
+            trail
+                .limit
+                .push(self.limits.cpu_quota_cores().unwrap_or(f64::INFINITY));
+        }
         if let Some(timeline) = self.timeline.as_mut() {
             let pair = |r: Resource| (point.demand.get(r).unwrap_or(0.0), self.limits.hard(r));
             timeline.push(TimelinePoint {
@@ -215,56 +225,5 @@ pub(crate) fn first_interval_ms(trace: &TraceWorkload) -> u32 {
     match trace.points.as_slice() {
         [a, b, ..] => interval_between(a.at, b.at),
         _ => 60_000,
-    }
-}
-
-/// Splits `capacity` among `wants` by max-min fairness weighted by `weights`: nobody gets
-/// more than they want, and what the satisfied leave over is shared among the rest.
-pub(crate) fn weighted_max_min(capacity: f64, wants: &[f64], weights: &[f64]) -> Vec<f64> {
-    let mut share = vec![0.0; wants.len()];
-    let mut open: Vec<usize> = (0..wants.len()).filter(|&i| wants[i] > 0.0).collect();
-    let mut left = capacity.max(0.0);
-    while !open.is_empty() && left > 1e-12 {
-        let total_weight: f64 = open.iter().map(|&i| weights[i].max(1e-12)).sum();
-        let per_weight = left / total_weight;
-        let mut still_open = Vec::with_capacity(open.len());
-        let mut given = 0.0;
-        for &i in &open {
-            let offer = per_weight * weights[i].max(1e-12);
-            let need = wants[i] - share[i];
-            if need <= offer {
-                share[i] = wants[i];
-                given += need;
-            } else {
-                still_open.push(i);
-            }
-        }
-        if still_open.len() == open.len() {
-            for &i in &open {
-                share[i] += per_weight * weights[i].max(1e-12);
-            }
-            break;
-        }
-        left -= given;
-        open = still_open;
-    }
-    share
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn max_min_fairness_by_hand() {
-        // 10 cores, wants 2, 5, 8 with equal weights: 2 is satisfied, 8 left for two → 4 each.
-        let s = weighted_max_min(10.0, &[2.0, 5.0, 8.0], &[1.0, 1.0, 1.0]);
-        assert_eq!(s, vec![2.0, 4.0, 4.0]);
-        // Weights 1:3 on 8 cores, both wanting 10: 2 and 6.
-        let s = weighted_max_min(8.0, &[10.0, 10.0], &[1.0, 3.0]);
-        assert_eq!(s, vec![2.0, 6.0]);
-        // Enough for everyone: everyone gets what they want.
-        let s = weighted_max_min(100.0, &[1.0, 2.0], &[1.0, 1.0]);
-        assert_eq!(s, vec![1.0, 2.0]);
     }
 }
