@@ -2,9 +2,11 @@
 //! and ETS baselines, one step ahead, on traces.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
+use presage_nn::NeuralFactory;
 use presage_sim::evaluate::{
     EtsOptions, EvalOptions, default_models, evaluate, load_traces, sampled_workloads, table,
 };
@@ -28,6 +30,15 @@ pub(crate) struct Args {
     /// dominates the run time; a sample trades the figures' precision for that time.
     #[arg(long, value_name = "N")]
     sample: Option<usize>,
+
+    /// The neural model's weights (from `presage train`); the built-in default model
+    /// when absent.
+    #[arg(long, value_name = "FILE")]
+    model: Option<PathBuf>,
+
+    /// Leave out the neural model.
+    #[arg(long)]
+    no_neural: bool,
 
     /// Leave out the ETS baseline (the expensive one).
     #[arg(long)]
@@ -86,7 +97,15 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         }),
         sample: args.sample,
     };
-    let models = default_models().context("building the models")?;
+    let mut models = default_models().context("building the models")?;
+    if !args.no_neural {
+        let neural = match &args.model {
+            Some(path) => NeuralFactory::from_file(path)
+                .with_context(|| format!("loading the neural model {}", path.display()))?,
+            None => NeuralFactory::default_model().context("loading the built-in neural model")?,
+        };
+        models.push(Arc::new(neural));
+    }
     let steps: u64 = sampled_workloads(&trace, args.sample)
         .iter()
         .map(|w| w.points.len() as u64)

@@ -9,7 +9,10 @@
 //! the chosen limit is reported with every decision (and capped at `max_risk`).
 //!
 //! Around that rule: **proactive raise** — a limit is raised as soon as the forecast over
-//! the horizon (which covers the actuation delay) asks for more; **release** — it is
+//! the horizon (which covers the actuation delay) asks for more, and, further ahead, as
+//! soon as the *median* forecast at any horizon up to `lookahead_s` exceeds the limit the
+//! near horizon asks for: a predicted shift of the level itself (a daily batch about to
+//! start), not merely a wider tail, is provisioned before it arrives; **release** — it is
 //! lowered only after the forecast has stayed below it for the hold period (longer for
 //! bursty demand), and by at most `release_rate` per decision; **fast repair** — an OOM
 //! kill or throttling raises the limit at once to the de-censored demand × `repair_ratio`,
@@ -43,6 +46,9 @@ pub struct PredictiveConfig {
     /// Seconds after a repair during which that resource is not released (so a repair
     /// is not undone by the next forecast that has not yet learned from it).
     pub repair_hold_s: u32,
+    /// How far ahead a predicted level shift is provisioned for (0: only the decision
+    /// horizon counts).
+    pub lookahead_s: u32,
 }
 
 impl PredictiveConfig {
@@ -73,6 +79,7 @@ impl PredictiveConfig {
             bursty_hold_factor: 2.0,
             repair_ratio: 1.2,
             repair_hold_s: 3600,
+            lookahead_s: 3600,
         })
     }
 }
@@ -143,6 +150,16 @@ impl PredictiveState {
             return Move::Keep;
         };
         let mut want = self.want(&q, resource, input.policy.headroom);
+        for h in forecast.horizons() {
+            if h.horizon_s <= input.horizon_s || h.horizon_s > self.config.lookahead_s {
+                continue;
+            }
+            if let Some(ahead) = h.quantiles.get(resource)
+                && ahead.p50() > want
+            {
+                want = self.want(ahead, resource, input.policy.headroom);
+            }
+        }
         let demand = observed_demand(input.sample, resource);
         let events = input.sample.events();
         let starved = match resource {

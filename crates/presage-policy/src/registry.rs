@@ -5,7 +5,10 @@
 
 use std::sync::Arc;
 
-use presage_forecast::{Ensemble, EnsembleConfig, ForecasterFactory, Residual};
+use presage_forecast::{
+    Ensemble, EnsembleConfig, ForecasterFactory, HoltWinters, HoltWintersConfig, Residual,
+    Segmented, SegmentedConfig,
+};
 
 use crate::baselines::{StaticAllocator, autopilot_ml, autopilot_mw, cloudscale, threshold, vpa};
 use crate::{AllocatorFactory, PolicyError, Predictive, PredictiveConfig};
@@ -67,6 +70,13 @@ fn build_presage(price: f64) -> Result<PolicyParts, PolicyError> {
             Residual::with_window(window_s, &config.resources).map_err(model_error)?,
         ));
     }
+    // The seasonal members: the ones that see a daily batch coming.
+    members.push(Arc::new(
+        HoltWinters::new(HoltWintersConfig::default()).map_err(model_error)?,
+    ));
+    members.push(Arc::new(
+        Segmented::new(SegmentedConfig::default()).map_err(model_error)?,
+    ));
     let ensemble =
         Ensemble::new(members, EnsembleConfig::with_price(config.price)).map_err(model_error)?;
     Ok(PolicyParts {
@@ -131,7 +141,9 @@ pub fn all() -> Vec<PolicyInfo> {
             summary: "presage: forecast distribution → the limit minimising limit + price × P(violation), proactive raise, held release, fast repair",
             knob: "price of a violation, in cores (memory: × 32 GiB per core)",
             default_knob: 10.0,
-            sweep: &[0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 300.0],
+            sweep: &[
+                0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 300.0, 1000.0, 3000.0,
+            ],
             build: build_presage,
         },
     ]

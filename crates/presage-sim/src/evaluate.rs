@@ -31,12 +31,14 @@ mod baselines;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use presage_core::{Resource, Sample, Timestamp, Usage, WorkloadId};
 use presage_forecast::{
     Ewma, EwmaConfig, ForecastError, ForecasterFactory, HistogramModel, HistogramModelConfig,
-    HoltWinters, HoltWintersConfig, MovingWindow, Segmented, SegmentedConfig, WindowConfig,
+    HoltWinters, HoltWintersConfig, MovingWindow, Residual, Segmented, SegmentedConfig,
+    WindowConfig,
 };
 use rayon::prelude::*;
 use serde::Serialize;
@@ -57,14 +59,22 @@ pub const DEMAND_FLOOR: [f64; 2] = [0.01, 16.0 * 1024.0 * 1024.0];
 
 /// The models `presage evaluate-forecast` scores, with their default settings. Adding a
 /// model is one line here.
-pub fn default_models() -> Result<Vec<Box<dyn ForecasterFactory>>, ForecastError> {
-    Ok(vec![
-        Box::new(Ewma::new(EwmaConfig::default())?),
-        Box::new(HistogramModel::new(HistogramModelConfig::default())?),
-        Box::new(MovingWindow::new(WindowConfig::default())?),
-        Box::new(Segmented::new(SegmentedConfig::default())?),
-        Box::new(HoltWinters::new(HoltWintersConfig::default())?),
-    ])
+pub fn default_models() -> Result<Vec<Arc<dyn ForecasterFactory>>, EvalError> {
+    let mut models: Vec<Arc<dyn ForecasterFactory>> = vec![
+        Arc::new(Ewma::new(EwmaConfig::default())?),
+        Arc::new(HistogramModel::new(HistogramModelConfig::default())?),
+        Arc::new(MovingWindow::new(WindowConfig::default())?),
+        Arc::new(Segmented::new(SegmentedConfig::default())?),
+        Arc::new(HoltWinters::new(HoltWintersConfig::default())?),
+        Arc::new(Residual::with_window(3_600, &RESOURCES)?),
+    ];
+    // The forecaster presage's allocator runs, at its default price.
+    let presage = presage_policy::registry::find("presage")
+        .ok_or(EvalError::MissingPolicy("presage"))?
+        .build_default()
+        .map_err(|e| EvalError::Policy(e.to_string()))?;
+    models.extend(presage.forecaster);
+    Ok(models)
 }
 
 /// Why an evaluation could not run.
@@ -89,6 +99,12 @@ pub enum EvalError {
     /// A model could not be built.
     #[error("building the models: {0}")]
     Model(#[from] ForecastError),
+    /// A policy the evaluation scores the forecaster of is not registered.
+    #[error("no policy named {0:?} is registered")]
+    MissingPolicy(&'static str),
+    /// A policy's forecaster could not be built.
+    #[error("building a policy's forecaster: {0}")]
+    Policy(String),
     /// Nothing to evaluate.
     #[error("the trace holds no workloads")]
     EmptyTrace,
@@ -369,7 +385,7 @@ fn scores<'a>(series: impl Iterator<Item = &'a Sums>) -> Scores {
 /// parallel over workloads); `progress` is called with each finished workload's steps.
 pub fn evaluate(
     trace: &Trace,
-    models: &[Box<dyn ForecasterFactory>],
+    models: &[Arc<dyn ForecasterFactory>],
     options: &EvalOptions,
     sources: Vec<String>,
     progress: &(dyn Fn(u64) + Sync),

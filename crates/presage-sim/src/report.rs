@@ -51,10 +51,14 @@ pub struct PolicyReport {
 pub struct SurgeReport {
     /// Surges scored.
     pub surges: u64,
-    /// Fraction met without throttling in the hour after the onset.
+    /// Fraction anticipated and met without throttling in the hour after the onset.
     pub met: f64,
     /// Fraction whose limit was raised ahead of the onset (see `presage_sim::surges`).
     pub anticipated: f64,
+    /// Surges after each workload's first (no causal model can see a first one coming).
+    pub repeats: u64,
+    /// Fraction of the repeats anticipated.
+    pub anticipated_repeats: f64,
     /// Mean lead of the anticipated ones, in seconds.
     pub mean_lead_s: f64,
 }
@@ -126,6 +130,8 @@ fn policy_report(r: &RunResult) -> PolicyReport {
             surges: r.surges.surges,
             met: r.surges.met as f64 / r.surges.surges as f64,
             anticipated: r.surges.anticipated_fraction(),
+            repeats: r.surges.repeats,
+            anticipated_repeats: r.surges.repeats_fraction(),
             mean_lead_s: if r.surges.anticipated > 0 {
                 r.surges.lead_s_total / r.surges.anticipated as f64
             } else {
@@ -360,9 +366,10 @@ pub fn table(report: &Report) -> String {
                 .filter_map(|p| {
                     p.surges.map(|s| {
                         format!(
-                            "{} {:.0}% ahead ({:.0}% met)",
+                            "{} {:.0}% ahead ({:.0}% of repeats, {:.0}% met)",
                             p.name,
                             s.anticipated * 100.0,
+                            s.anticipated_repeats * 100.0,
                             s.met * 100.0
                         )
                     })

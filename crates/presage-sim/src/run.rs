@@ -18,7 +18,8 @@ use crate::metrics::{Accumulators, ResourceMetrics};
 use crate::oracle::OracleFactory;
 use crate::surges::SurgeTally;
 use crate::trace::Trace;
-use crate::world::{Pending, SimActuator, SimWorkload, TimelinePoint, first_interval_ms};
+pub use crate::world::TimelinePoint;
+use crate::world::{Pending, SimActuator, SimWorkload, first_interval_ms};
 
 /// A policy at one knob value.
 #[derive(Debug, Clone, PartialEq, Serialize)]

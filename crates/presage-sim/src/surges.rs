@@ -3,10 +3,15 @@
 //! (the synthetic periodic ones record each onset).
 //!
 //! A surge at onset *s* reaches its plateau *D* (the CPU demand's maximum over the hour
-//! after *s*) through a ramp. It was **met** when no step of that hour was throttled, and
-//! **anticipated** when, besides, the limit in force at *s* had been raised within the
-//! `LOOKBACK` before *s* to at least `LEVEL` × *D* from something lower — the limit moved up
-//! ahead of the demand rather than sitting high all along or chasing the ramp.
+//! after *s*) through a ramp. It was **anticipated** when the limit in force at *s* had
+//! been raised within the `LOOKBACK` before *s* to at least `LEVEL` × *D* from something
+//! lower — the limit moved up ahead of the demand rather than sitting high all along or
+//! chasing the ramp — and **met** when, besides, no step of that hour was throttled (the
+//! plateau's noise can still poke through a limit raised in time).
+//!
+//! A workload's first surge is anticipated by no causal model (nothing has shown the
+//! schedule yet), so the tally also counts the **repeats** — every surge after the
+//! workload's first — on their own.
 
 use presage_core::Timestamp;
 use serde::Serialize;
@@ -30,10 +35,14 @@ pub(crate) struct CpuTrail {
 pub struct SurgeTally {
     /// Surges in the trace (with a full hour after the onset).
     pub surges: u64,
-    /// Surges with no throttled step in the hour after the onset.
+    /// Anticipated surges with no throttled step in the hour after the onset.
     pub met: u64,
-    /// Met surges whose limit was raised to ≥ 90 % of the plateau in the two hours before.
+    /// Surges whose limit was raised to ≥ 90 % of the plateau in the two hours before.
     pub anticipated: u64,
+    /// Surges after each workload's first.
+    pub repeats: u64,
+    /// Anticipated repeats.
+    pub repeats_anticipated: u64,
     /// Sum of the lead times of anticipated surges (onset − the raise), in seconds.
     pub lead_s_total: f64,
 }
@@ -44,6 +53,8 @@ impl SurgeTally {
         self.surges += other.surges;
         self.met += other.met;
         self.anticipated += other.anticipated;
+        self.repeats += other.repeats;
+        self.repeats_anticipated += other.repeats_anticipated;
         self.lead_s_total += other.lead_s_total;
     }
 
@@ -55,13 +66,22 @@ impl SurgeTally {
             self.anticipated as f64 / self.surges as f64
         }
     }
+
+    /// Anticipated repeats as a fraction of all repeats (0 when there were none).
+    pub fn repeats_fraction(&self) -> f64 {
+        if self.repeats == 0 {
+            0.0
+        } else {
+            self.repeats_anticipated as f64 / self.repeats as f64
+        }
+    }
 }
 
 /// Scores each surge of `onsets` against a workload's trail.
 pub(crate) fn tally(trail: &CpuTrail, onsets: &[Timestamp]) -> SurgeTally {
     let mut out = SurgeTally::default();
     let end = trail.at_ms.last().copied().unwrap_or(i64::MIN);
-    for onset in onsets {
+    for (k, onset) in onsets.iter().enumerate() {
         let s = onset.unix_ms();
         if s + HOUR_MS > end {
             continue;
@@ -72,15 +92,13 @@ pub(crate) fn tally(trail: &CpuTrail, onsets: &[Timestamp]) -> SurgeTally {
             continue;
         };
         out.surges += 1;
+        let repeat = k > 0;
+        out.repeats += u64::from(repeat);
         let plateau = trail.demand[hour.clone()]
             .iter()
             .copied()
             .fold(0.0, f64::max);
         let met = hour.clone().all(|i| trail.demand[i] <= trail.limit[i]);
-        if !met {
-            continue;
-        }
-        out.met += 1;
         // Walk back from the onset to where the limit was last below the level.
         let target = LEVEL * plateau;
         if trail.limit[at_onset.min(trail.limit.len() - 1)] < target {
@@ -93,6 +111,8 @@ pub(crate) fn tally(trail: &CpuTrail, onsets: &[Timestamp]) -> SurgeTally {
         let raised_at = trail.at_ms[i];
         if i > 0 && s - raised_at <= LOOKBACK_MS {
             out.anticipated += 1;
+            out.repeats_anticipated += u64::from(repeat);
+            out.met += u64::from(met);
             out.lead_s_total += (s - raised_at) as f64 / 1000.0;
         }
     }
@@ -124,11 +144,32 @@ mod tests {
     }
 
     #[test]
-    fn always_high_is_met_but_not_anticipated_and_chasing_is_neither() {
+    fn always_high_is_not_anticipated_and_chasing_is_neither() {
         let high = tally(&trail(|_| 5.0), &[Timestamp::from_unix_ms(3 * HOUR_MS)]);
-        assert_eq!((high.met, high.anticipated), (1, 0));
+        assert_eq!((high.met, high.anticipated), (0, 0));
         let chasing = trail(|at| if at > 3 * HOUR_MS + 300_000 { 5.0 } else { 1.5 });
         let r = tally(&chasing, &[Timestamp::from_unix_ms(3 * HOUR_MS)]);
         assert_eq!((r.surges, r.met, r.anticipated), (1, 0, 0));
+    }
+
+    #[test]
+    fn a_raise_in_time_that_the_noise_pokes_through_is_anticipated_not_met() {
+        let mut t = trail(|at| if at >= 2 * HOUR_MS { 5.0 } else { 1.5 });
+        let spike = t.at_ms.partition_point(|&at| at <= 3 * HOUR_MS + 1_800_000);
+        t.demand[spike] = 5.2;
+        let r = tally(&t, &[Timestamp::from_unix_ms(3 * HOUR_MS)]);
+        assert_eq!((r.surges, r.met, r.anticipated), (1, 0, 1));
+    }
+
+    #[test]
+    fn only_surges_after_the_first_are_repeats() {
+        let t = trail(|at| if at >= 2 * HOUR_MS { 5.0 } else { 1.5 });
+        let onsets = [
+            Timestamp::from_unix_ms(HOUR_MS / 2),
+            Timestamp::from_unix_ms(3 * HOUR_MS),
+        ];
+        let r = tally(&t, &onsets);
+        assert_eq!((r.surges, r.repeats, r.repeats_anticipated), (2, 1, 1));
+        assert_eq!(r.repeats_fraction(), 1.0);
     }
 }

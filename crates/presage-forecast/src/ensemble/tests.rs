@@ -168,3 +168,117 @@ fn an_empty_ensemble_is_refused() {
     let prices = ResourceMap::from_fn(|_| 1.0);
     assert!(Ensemble::new(vec![], EnsembleConfig::with_price(prices)).is_err());
 }
+
+/// A member whose CPU forecast is `near` below `split_s` and `far` from it on.
+#[derive(Debug, Clone)]
+struct Split {
+    name: &'static str,
+    near: f64,
+    far: f64,
+}
+
+const SPLIT_S: u32 = 1800;
+
+impl Forecaster for Split {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn observe(&mut self, _sample: &Sample) {}
+    fn forecast(&self, now: Timestamp, horizons_s: &[u32]) -> Option<Forecast> {
+        let horizons = horizons_s
+            .iter()
+            .map(|&horizon_s| {
+                let v = if horizon_s < SPLIT_S {
+                    self.near
+                } else {
+                    self.far
+                };
+                let mut quantiles = ResourceMap::none();
+                quantiles.set(Resource::Cpu, Quantiles::point(v).ok());
+                HorizonForecast {
+                    horizon_s,
+                    quantiles,
+                }
+            })
+            .collect();
+        Forecast::new(now, self.name, horizons).ok()
+    }
+    fn save(&self) -> Result<ModelState, ForecastError> {
+        ModelState::encode(self.name, 1, &(self.near, self.far))
+    }
+}
+
+impl ForecasterFactory for Split {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn create(&self) -> Box<dyn Forecaster> {
+        Box::new(self.clone())
+    }
+    fn restore(&self, _state: &ModelState) -> Result<Box<dyn Forecaster>, ForecastError> {
+        Ok(Box::new(self.clone()))
+    }
+}
+
+#[test]
+fn far_horizons_come_from_the_member_whose_median_was_right_that_far_ahead() {
+    // Demand is 1 core throughout. "quick" is right about the next minute and wrong
+    // (5) an hour out; "slow" is the reverse. Each horizon goes to the one right there.
+    let members: Vec<Arc<dyn ForecasterFactory>> = vec![
+        Arc::new(Split {
+            name: "quick",
+            near: 1.0,
+            far: 5.0,
+        }),
+        Arc::new(Split {
+            name: "slow",
+            near: 3.0,
+            far: 1.0,
+        }),
+    ];
+    let mut prices = ResourceMap::from_fn(|_| 0.0);
+    prices.set(Resource::Cpu, 5.0);
+    let config = EnsembleConfig {
+        ahead_warmup_s: 0,
+        ..EnsembleConfig::with_price(prices)
+    };
+    let mut f = Ensemble::new(members, config).expect("ensemble").create();
+    for t in 0..240 {
+        f.observe(&sample(t * 60, 1.0));
+    }
+    let now = Timestamp::from_unix_secs(240 * 60);
+    let fc = f.forecast(now, &[60, 3600]).expect("forecast");
+    assert!(fc.model().contains("cpu:quick>slow"), "{}", fc.model());
+    let p50 = |h| fc.at(Resource::Cpu, h).map(|q| q.p50());
+    assert_eq!((p50(60), p50(3600)), (Some(1.0), Some(1.0)));
+}
+
+#[test]
+fn far_forecasts_are_not_judged_during_the_warmup() {
+    // The same members under the default one-day warm-up: after four hours nothing has
+    // been judged far ahead, so the far choice is still the first member.
+    let members: Vec<Arc<dyn ForecasterFactory>> = vec![
+        Arc::new(Split {
+            name: "quick",
+            near: 1.0,
+            far: 5.0,
+        }),
+        Arc::new(Split {
+            name: "slow",
+            near: 3.0,
+            far: 1.0,
+        }),
+    ];
+    let mut prices = ResourceMap::from_fn(|_| 0.0);
+    prices.set(Resource::Cpu, 5.0);
+    let mut f = Ensemble::new(members, EnsembleConfig::with_price(prices))
+        .expect("ensemble")
+        .create();
+    for t in 0..240 {
+        f.observe(&sample(t * 60, 1.0));
+    }
+    let fc = f
+        .forecast(Timestamp::from_unix_secs(240 * 60), &[60, 3600])
+        .expect("forecast");
+    assert!(fc.model().contains("cpu:quick,"), "{}", fc.model());
+}

@@ -225,6 +225,81 @@ fn throttling_repairs_cpu_from_the_decensored_demand() {
     assert_eq!(p.limits.cpu_quota_cores(), Some(6.0));
 }
 
+/// CPU `near` at the 300 s horizon and `far` an hour out; memory `mem` at both.
+fn forecast_ahead(t: i64, near: Quantiles, far: Quantiles, mem: Quantiles) -> Forecast {
+    let at = |cpu| {
+        let mut q = ResourceMap::none();
+        q.set(Resource::Cpu, Some(cpu));
+        q.set(Resource::Memory, Some(mem));
+        q
+    };
+    Forecast::new(
+        Timestamp::from_unix_secs(t),
+        "test",
+        vec![
+            HorizonForecast {
+                horizon_s: 300,
+                quantiles: at(near),
+            },
+            HorizonForecast {
+                horizon_s: 3600,
+                quantiles: at(far),
+            },
+        ],
+    )
+    .expect("forecast")
+}
+
+#[test]
+fn a_predicted_level_shift_within_the_lookahead_is_provisioned_now() {
+    let family = Predictive::new(config());
+    let mut state = family.create(&WorkloadId::new("w").expect("id"), &limits(2.0, GIB));
+    let s = sample(0, 1.0, 0.9 * GIB, Events::default());
+    // The median an hour out (5) is above what the next 5 minutes ask for (2): the
+    // batch is coming, so the limit goes to the far distribution's priced limit now.
+    let surge = cpu_dist().values().map(|v| v * 5.0);
+    let f = forecast_ahead(0, cpu_dist(), dist(surge), mem_dist(GIB));
+    let p = ask(state.as_mut(), 0, &s, &f, &limits(2.0, GIB)).expect("a raise");
+    let far_limit = dist(surge).priced_limit(10.0);
+    assert!(far_limit >= 5.0, "{far_limit}");
+    assert_eq!(p.limits.cpu_quota_cores(), Some(far_limit));
+    assert_eq!(p.reason, Reason::ProactiveRaise);
+}
+
+#[test]
+fn a_wider_far_tail_alone_is_not_a_level_shift() {
+    // An hour out the tail is wider but the median is where it is now: no raise.
+    let family = Predictive::new(config());
+    let mut state = family.create(&WorkloadId::new("w").expect("id"), &limits(2.0, GIB));
+    let s = sample(0, 1.0, 0.9 * GIB, Events::default());
+    let wide = dist([0.5, 1.0, 1.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]);
+    let f = forecast_ahead(0, cpu_dist(), wide, mem_dist(GIB));
+    let p = ask(state.as_mut(), 0, &s, &f, &limits(2.0, GIB));
+    assert!(
+        p.as_ref()
+            .is_none_or(|p| p.limits.cpu_quota_cores() == Some(2.0)),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn no_lookahead_means_only_the_decision_horizon_counts() {
+    let family = Predictive::new(PredictiveConfig {
+        lookahead_s: 0,
+        ..config()
+    });
+    let mut state = family.create(&WorkloadId::new("w").expect("id"), &limits(2.0, GIB));
+    let s = sample(0, 1.0, 0.9 * GIB, Events::default());
+    let surge = cpu_dist().values().map(|v| v * 5.0);
+    let f = forecast_ahead(0, cpu_dist(), dist(surge), mem_dist(GIB));
+    let p = ask(state.as_mut(), 0, &s, &f, &limits(2.0, GIB));
+    assert!(
+        p.as_ref()
+            .is_none_or(|p| p.limits.cpu_quota_cores() == Some(2.0)),
+        "{p:?}"
+    );
+}
+
 fn any_dist(scale: f64) -> impl Strategy<Value = Quantiles> {
     proptest::collection::vec(0.0f64..1.0, 10).prop_map(move |steps| {
         let mut acc = 0.0;

@@ -28,6 +28,8 @@ use serde::{Deserialize, Serialize};
 const NAIVE: &str = "seasonal-naive";
 const ETS: &str = "ets";
 const STATE_VERSION: u32 = 1;
+/// How many widths of the fitted window an ETS path may stray beyond it.
+const PLAUSIBLE_RANGES: f64 = 4.0;
 
 /// Standard-normal quantiles of `QUANTILE_LEVELS`; "max" is read as four deviations.
 const Z: [f64; QUANTILE_COUNT] = [
@@ -269,21 +271,36 @@ impl EtsSeries {
             .and_then(|m| m.damped(true))
             .ok()
             .and_then(|m| m.fit(&scaled).ok());
+        // A path leaving the window's range by many times its width is a diverged fit
+        // (multiplicative errors or a slow damping extrapolated a day ahead), not a
+        // forecast: such a model is passed over, and the plausible one with the lower
+        // AICc wins.
+        let (lo, hi) = scaled
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+                (lo.min(v), hi.max(v))
+            });
+        let reach = PLAUSIBLE_RANGES * (hi - lo).max(1e-9);
+        let plausible = |v: &f64| v.is_finite() && *v >= lo - reach && *v <= hi + reach;
         let best = [flat, damped]
             .into_iter()
             .flatten()
             .filter(|m| m.model().aicc().is_finite())
-            .min_by(|a, b| a.model().aicc().total_cmp(&b.model().aicc()));
-        let fitted = best.and_then(|m| m.predict(steps.min(100_000), options.level).ok());
-        match fitted {
-            Some(f) => {
+            .filter_map(|m| {
+                let aicc = m.model().aicc();
+                let f = m.predict(steps.min(100_000), options.level).ok()?;
                 let upper = f.intervals.map(|i| i.upper).unwrap_or_default();
-                if f.point.iter().chain(&upper).all(|v| v.is_finite()) {
-                    self.point = f.point.iter().map(|v| v * scale).collect();
-                    self.upper = upper.iter().map(|v| v * scale).collect();
-                } else {
-                    self.failures += 1;
-                }
+                f.point
+                    .iter()
+                    .chain(&upper)
+                    .all(plausible)
+                    .then_some((aicc, f.point, upper))
+            })
+            .min_by(|a, b| a.0.total_cmp(&b.0));
+        match best {
+            Some((_, point, upper)) => {
+                self.point = point.iter().map(|v| v * scale).collect();
+                self.upper = upper.iter().map(|v| v * scale).collect();
             }
             None => self.failures += 1,
         }

@@ -127,7 +127,7 @@ fn trace_of(
 #[test]
 fn a_perfect_forecast_scores_zero_loss_full_coverage_zero_mase() -> TestResult {
     let trace = trace_of(demand, 600)?;
-    let models: Vec<Box<dyn ForecasterFactory>> = vec![Box::new(Perfect)];
+    let models: Vec<std::sync::Arc<dyn ForecasterFactory>> = vec![std::sync::Arc::new(Perfect)];
     let options = EvalOptions {
         warmup_s: 3600,
         seasonal_naive: false,
@@ -169,6 +169,8 @@ fn every_model_and_baseline_is_scored_on_a_synthetic_trace() -> TestResult {
             "moving-window",
             "segmented",
             "holt-winters",
+            "residual-1h",
+            "ensemble",
             "seasonal-naive",
             "ets"
         ]
@@ -278,7 +280,7 @@ fn diag_bitbrains() -> TestResult {
     ];
     let mut models = default_models()?;
     for (_, c) in &variants {
-        models.push(Box::new(HoltWinters::new(*c)?));
+        models.push(std::sync::Arc::new(HoltWinters::new(*c)?));
     }
     let factories: Vec<&dyn ForecasterFactory> = models.iter().map(|m| m.as_ref()).collect();
     let chosen = sampled_workloads(&trace, Some(60));
