@@ -29,6 +29,15 @@ pub(crate) struct Args {
     #[arg(long = "trace", value_name = "FORMAT:PATH")]
     traces: Vec<String>,
 
+    /// Days of the built-in synthetic trace (used when no --trace is given).
+    #[arg(
+        long,
+        value_name = "DAYS",
+        default_value_t = 7,
+        conflicts_with = "traces"
+    )]
+    synthetic_days: u32,
+
     /// The policies to compare (see `presage policies`).
     #[arg(long, value_delimiter = ',', default_value = ALL_POLICIES)]
     policies: Vec<String>,
@@ -106,11 +115,17 @@ pub(crate) fn policy_list() -> String {
 
 fn load_traces(args: &Args) -> Result<(Trace, TraceSummary)> {
     if args.traces.is_empty() {
-        let config = SynthConfig::default_mix();
+        if args.synthetic_days == 0 {
+            anyhow::bail!("--synthetic-days 0: the synthetic trace needs at least one day");
+        }
+        let config = SynthConfig {
+            days: args.synthetic_days,
+            ..SynthConfig::default_mix()
+        };
         info!("no --trace given: replaying the built-in synthetic mix");
         let trace = presage_sim::synth::generate(&config);
         let summary = TraceSummary {
-            sources: vec!["synthetic:default-mix".into()],
+            sources: vec![format!("synthetic:default-mix({} days)", config.days)],
             ..TraceSummary::default()
         };
         return Ok((trace, summary));

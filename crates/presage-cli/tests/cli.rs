@@ -191,3 +191,34 @@ fn unknown_policies_and_formats_are_refused_with_the_choices() -> TestResult {
     assert!(err.contains("azure") && err.contains("bitbrains"), "{err}");
     Ok(())
 }
+
+#[test]
+fn synthetic_days_set_the_builtin_trace_length_and_zero_is_refused() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let out = presage()?
+        .args(["simulate", "--quiet", "--no-plots", "--synthetic-days", "2"])
+        .args(["--policies", "static", "--out"])
+        .arg(dir.path())
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = read_report(dir.path())?;
+    let days = report["workload_days"].as_f64().ok_or("workload_days")?;
+    let workloads = report["workloads"].as_f64().ok_or("workloads")?;
+    assert!(
+        (days / workloads - 2.0).abs() < 0.01,
+        "{days} over {workloads}"
+    );
+
+    let out = presage()?
+        .args(["simulate", "--quiet", "--synthetic-days", "0", "--out"])
+        .arg(dir.path())
+        .output()?;
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr)?;
+    assert!(err.contains("--synthetic-days 0"), "{err}");
+    Ok(())
+}
