@@ -222,3 +222,52 @@ fn synthetic_days_set_the_builtin_trace_length_and_zero_is_refused() -> TestResu
     assert!(err.contains("--synthetic-days 0"), "{err}");
     Ok(())
 }
+
+#[test]
+fn the_neural_model_joins_presage_and_a_missing_model_is_named() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let mut decisions = Vec::new();
+    for neural in [false, true] {
+        let out = presage()?
+            .args(["simulate", "--quiet", "--no-plots", "--synthetic-days", "2"])
+            .args(["--policies", "presage", "--out"])
+            .arg(dir.path())
+            .args(neural.then_some("--neural"))
+            .output()?;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report = read_report(dir.path())?;
+        decisions.push(
+            report["policies"][0]["decisions"]
+                .as_u64()
+                .ok_or("decisions")?,
+        );
+    }
+    // The GRU is chosen by the ensemble for some workload-steps, which moves some limits.
+    assert!(
+        decisions[0] > 0 && decisions[0] != decisions[1],
+        "{decisions:?}"
+    );
+
+    let missing = dir.path().join("no-such-model.safetensors");
+    let out = presage()?
+        .args([
+            "simulate",
+            "--quiet",
+            "--synthetic-days",
+            "1",
+            "--neural",
+            "--model",
+        ])
+        .arg(&missing)
+        .arg("--out")
+        .arg(dir.path())
+        .output()?;
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr)?;
+    assert!(err.contains("no-such-model.safetensors"), "{err}");
+    Ok(())
+}

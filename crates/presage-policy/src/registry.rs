@@ -58,6 +58,16 @@ fn build_static(scale: f64) -> Result<PolicyParts, PolicyError> {
 pub const MEMORY_PER_CORE: f64 = 32.0 * 1024.0 * 1024.0 * 1024.0;
 
 fn build_presage(price: f64) -> Result<PolicyParts, PolicyError> {
+    build_presage_with(price, Vec::new())
+}
+
+/// presage at `price` with `extra` members added to its ensemble — how a model built
+/// outside this crate (the neural forecaster of `presage-nn`, which depends on the
+/// simulator and so cannot be a dependency here) joins the allocation ensemble.
+pub fn build_presage_with(
+    price: f64,
+    extra: Vec<Arc<dyn ForecasterFactory>>,
+) -> Result<PolicyParts, PolicyError> {
     let config = PredictiveConfig::priced(price, MEMORY_PER_CORE)?;
     let model_error = |e: presage_forecast::ForecastError| PolicyError {
         field: "presage models".into(),
@@ -77,6 +87,7 @@ fn build_presage(price: f64) -> Result<PolicyParts, PolicyError> {
     members.push(Arc::new(
         Segmented::new(SegmentedConfig::default()).map_err(model_error)?,
     ));
+    members.extend(extra);
     let ensemble =
         Ensemble::new(members, EnsembleConfig::with_price(config.price)).map_err(model_error)?;
     Ok(PolicyParts {
