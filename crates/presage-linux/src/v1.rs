@@ -1,0 +1,358 @@
+//! The cgroup v1 backend: one directory per controller hierarchy.
+//!
+//! On a hybrid host the workload also has a place in the v2 tree, which carries what v1
+//! lacks (PSI, `cgroup.kill`); that directory is kept alongside.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::error::LinuxError;
+use crate::fsio::{read_parsed, write_value};
+use crate::layout::Controller;
+use crate::limits::{CpuMax, CpuWeight, IoMax};
+use crate::parse::{
+    self, parse_blkio_io_service_bytes, parse_cpuacct_usage, parse_v1_cpu_stat,
+    parse_v1_memory_stat, parse_v1_oom_control,
+};
+use crate::sample::{RawCgroupSample, working_set};
+use crate::v2::V2Cgroup;
+
+/// One workload's cgroups across the v1 hierarchies (and the v2 tree, on a hybrid host).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct V1Cgroup {
+    dirs: BTreeMap<Controller, PathBuf>,
+    unified: Option<V2Cgroup>,
+}
+
+impl V1Cgroup {
+    /// A cgroup whose directory in each available hierarchy is given, plus its v2
+    /// directory on a hybrid host.
+    pub fn new(dirs: BTreeMap<Controller, PathBuf>, unified: Option<PathBuf>) -> V1Cgroup {
+        V1Cgroup {
+            dirs,
+            unified: unified.map(V2Cgroup::new),
+        }
+    }
+
+    /// The directory for `controller`, if that hierarchy is mounted.
+    pub fn dir(&self, controller: Controller) -> Option<&Path> {
+        self.dirs.get(&controller).map(PathBuf::as_path)
+    }
+
+    /// The v2 directory on a hybrid host.
+    pub fn unified_dir(&self) -> Option<&Path> {
+        self.unified.as_ref().map(V2Cgroup::dir)
+    }
+
+    fn file(&self, controller: Controller, name: &str) -> Option<PathBuf> {
+        self.dirs.get(&controller).map(|d| d.join(name))
+    }
+
+    fn required_file(
+        &self,
+        controller: Controller,
+        name: &str,
+        operation: &'static str,
+    ) -> Result<PathBuf, LinuxError> {
+        self.file(controller, name)
+            .ok_or_else(|| LinuxError::Unsupported {
+                operation,
+                reason: format!("no v1 {controller} hierarchy is mounted"),
+            })
+    }
+
+    pub(crate) fn read_sample(&self) -> Result<RawCgroupSample, LinuxError> {
+        let mut s = RawCgroupSample::default();
+        // PSI and a fallback CPU counter come from the v2 tree; the v1 counters below
+        // override the CPU figure because they are the hierarchy the limits apply to.
+        if let Some(u) = &self.unified {
+            u.read_cpu_and_pressure(&mut s)?;
+        }
+        if let Some(p) = self.file(Controller::Cpuacct, "cpuacct.usage")
+            && let Some(ns) = read_parsed(&p, parse_cpuacct_usage)?
+        {
+            s.cpu_usage_ns = Some(ns);
+        }
+        if let Some(p) = self.file(Controller::Cpu, "cpu.stat")
+            && let Some(cpu) = read_parsed(&p, parse_v1_cpu_stat)?
+        {
+            s.cpu_nr_periods = Some(cpu.nr_periods);
+            s.cpu_nr_throttled = Some(cpu.nr_throttled);
+            s.cpu_throttled_ns = Some(cpu.throttled_time_ns);
+        }
+        s.memory_usage_bytes = self.memory_usage()?;
+        if let Some(p) = self.file(Controller::Memory, "memory.stat") {
+            let stat = read_parsed(&p, parse_v1_memory_stat)?;
+            s.memory_working_set_bytes =
+                working_set(s.memory_usage_bytes, stat.map(|m| m.total_inactive_file));
+        }
+        if let Some(p) = self.file(Controller::Memory, "memory.max_usage_in_bytes") {
+            s.memory_peak_bytes = read_parsed(&p, parse::parse_single_u64)?;
+        }
+        if let Some(p) = self.file(Controller::Memory, "memory.oom_control") {
+            s.oom_kills = read_parsed(&p, parse_v1_oom_control)?.and_then(|o| o.oom_kill);
+        }
+        if let Some(p) = self.file(Controller::Io, "blkio.throttle.io_service_bytes")
+            && let Some(devs) = read_parsed(&p, parse_blkio_io_service_bytes)?
+        {
+            s.io_read_bytes = Some(devs.iter().map(|d| d.read).fold(0, u64::saturating_add));
+            s.io_write_bytes = Some(devs.iter().map(|d| d.write).fold(0, u64::saturating_add));
+        }
+        s.process_count = self.processes()?.map(|p| p.len() as u64);
+        Ok(s)
+    }
+
+    pub(crate) fn memory_usage(&self) -> Result<Option<u64>, LinuxError> {
+        match self.file(Controller::Memory, "memory.usage_in_bytes") {
+            Some(p) => read_parsed(&p, parse::parse_single_u64),
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) fn processes(&self) -> Result<Option<Vec<u32>>, LinuxError> {
+        // Every hierarchy lists the same processes when presage placed them; memory is
+        // the one that matters most, so it is asked first.
+        const ORDER: [Controller; 6] = [
+            Controller::Memory,
+            Controller::Cpu,
+            Controller::Cpuacct,
+            Controller::Pids,
+            Controller::Io,
+            Controller::Freezer,
+        ];
+        for c in ORDER {
+            if let Some(p) = self.file(c, "cgroup.procs") {
+                return read_parsed(&p, parse::parse_procs);
+            }
+        }
+        Ok(None)
+    }
+
+    pub(crate) fn set_cpu_max(&self, limit: CpuMax) -> Result<(), LinuxError> {
+        let period = self.required_file(Controller::Cpu, "cpu.cfs_period_us", "set CPU limit")?;
+        let quota = self.required_file(Controller::Cpu, "cpu.cfs_quota_us", "set CPU limit")?;
+        // The kernel checks quota against period on each write; lifting the quota first
+        // means the period change cannot be refused for clashing with the old quota.
+        write_value(&quota, "-1")?;
+        write_value(&period, &limit.period_us().to_string())?;
+        match limit.quota_us() {
+            Some(q) => write_value(&quota, &q.to_string()),
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) fn set_cpu_weight(&self, weight: CpuWeight) -> Result<(), LinuxError> {
+        let path = self.required_file(Controller::Cpu, "cpu.shares", "set CPU weight")?;
+        write_value(&path, &weight.to_v1_shares().to_string())
+    }
+
+    pub(crate) fn set_memory_high(&self, bytes: Option<u64>) -> Result<(), LinuxError> {
+        // v1 has no memory.high; the soft limit is the closest: reclaim pressure above it
+        // when the host is short of memory, never an OOM kill.
+        let path = self.required_file(
+            Controller::Memory,
+            "memory.soft_limit_in_bytes",
+            "set memory soft limit",
+        )?;
+        write_value(&path, &limit_text(bytes))
+    }
+
+    pub(crate) fn memory_max_path(&self) -> Result<PathBuf, LinuxError> {
+        self.required_file(
+            Controller::Memory,
+            "memory.limit_in_bytes",
+            "set memory limit",
+        )
+    }
+
+    pub(crate) fn set_memory_max(&self, bytes: Option<u64>) -> Result<(), LinuxError> {
+        write_value(&self.memory_max_path()?, &limit_text(bytes))
+    }
+
+    pub(crate) fn set_io_max(&self, limit: &IoMax) -> Result<(), LinuxError> {
+        let rules = [
+            ("blkio.throttle.read_bps_device", limit.rbps),
+            ("blkio.throttle.write_bps_device", limit.wbps),
+            ("blkio.throttle.read_iops_device", limit.riops),
+            ("blkio.throttle.write_iops_device", limit.wiops),
+        ];
+        for (name, value) in rules {
+            let path = self.required_file(Controller::Io, name, "set I/O limit")?;
+            // A zero rate deletes the device's rule, which is v1's "unlimited".
+            let value = format!("{}:{} {}", limit.major, limit.minor, value.unwrap_or(0));
+            write_value(&path, &value)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn set_frozen(&self, frozen: bool) -> Result<(), LinuxError> {
+        if let Some(path) = self.file(Controller::Freezer, "freezer.state") {
+            return write_value(&path, if frozen { "FROZEN" } else { "THAWED" });
+        }
+        match &self.unified {
+            Some(u) if u.can_freeze() => u.set_frozen(frozen),
+            _ => Err(LinuxError::Unsupported {
+                operation: "freeze",
+                reason: "no v1 freezer hierarchy and no v2 cgroup.freeze".to_string(),
+            }),
+        }
+    }
+
+    pub(crate) fn kill(&self) -> Result<(), LinuxError> {
+        match &self.unified {
+            Some(u) if u.can_kill() => u.kill(),
+            _ => Err(LinuxError::Unsupported {
+                operation: "kill",
+                reason: "v1 has no cgroup.kill and no v2 cgroup.kill exists for this cgroup"
+                    .to_string(),
+            }),
+        }
+    }
+}
+
+fn limit_text(bytes: Option<u64>) -> String {
+    // v1 spells "unlimited" as -1.
+    bytes.map_or_else(|| "-1".to_string(), |b| b.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{put, read};
+
+    fn fake(with_unified: bool) -> (tempfile::TempDir, V1Cgroup) {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        put(r, "cpuacct/w/cpuacct.usage", "5000000000\n");
+        put(
+            r,
+            "cpu/w/cpu.stat",
+            "nr_periods 20\nnr_throttled 19\nthrottled_time 700\n",
+        );
+        put(r, "memory/w/memory.usage_in_bytes", "1000000\n");
+        put(r, "memory/w/memory.max_usage_in_bytes", "3000000\n");
+        put(
+            r,
+            "memory/w/memory.stat",
+            "cache 1\nrss 2\ntotal_cache 500000\ntotal_rss 500000\ntotal_inactive_file 300000\ntotal_active_file 200000\n",
+        );
+        put(
+            r,
+            "memory/w/memory.oom_control",
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+        );
+        put(r, "memory/w/cgroup.procs", "7\n8\n");
+        put(
+            r,
+            "blkio/w/blkio.throttle.io_service_bytes",
+            "254:0 Read 10\n254:0 Write 20\n254:0 Total 30\nTotal 30\n",
+        );
+        fs_dir(r, "freezer/w");
+        let mut dirs = BTreeMap::new();
+        for (c, d) in [
+            (Controller::Cpu, "cpu/w"),
+            (Controller::Cpuacct, "cpuacct/w"),
+            (Controller::Memory, "memory/w"),
+            (Controller::Io, "blkio/w"),
+            (Controller::Freezer, "freezer/w"),
+        ] {
+            dirs.insert(c, r.join(d));
+        }
+        let unified = with_unified.then(|| {
+            put(r, "unified/w/cpu.stat", "usage_usec 1\n");
+            put(
+                r,
+                "unified/w/cpu.pressure",
+                "some avg10=2.00 avg60=1.00 avg300=0.50 total=99\n",
+            );
+            put(r, "unified/w/cgroup.kill", "");
+            put(r, "unified/w/cgroup.freeze", "0\n");
+            r.join("unified/w")
+        });
+        (dir, V1Cgroup::new(dirs, unified))
+    }
+
+    fn fs_dir(root: &Path, rel: &str) {
+        std::fs::create_dir_all(root.join(rel)).unwrap();
+    }
+
+    #[test]
+    fn sample_gathers_v1_counters_and_hybrid_psi() {
+        let (_dir, cg) = fake(true);
+        let s = cg.read_sample().unwrap();
+        assert_eq!(
+            s.cpu_usage_ns,
+            Some(5_000_000_000),
+            "v1 cpuacct wins over v2 usage_usec"
+        );
+        assert_eq!(
+            (s.cpu_nr_periods, s.cpu_nr_throttled, s.cpu_throttled_ns),
+            (Some(20), Some(19), Some(700))
+        );
+        assert_eq!(s.memory_usage_bytes, Some(1_000_000));
+        assert_eq!(s.memory_working_set_bytes, Some(700_000));
+        assert_eq!(s.memory_peak_bytes, Some(3_000_000));
+        assert_eq!(s.oom_kills, Some(2));
+        assert_eq!((s.io_read_bytes, s.io_write_bytes), (Some(10), Some(20)));
+        assert_eq!(s.cpu_pressure.unwrap().some.total_usec, 99);
+        assert_eq!(s.process_count, Some(2));
+    }
+
+    #[test]
+    fn legacy_has_no_psi() {
+        let (_dir, cg) = fake(false);
+        let s = cg.read_sample().unwrap();
+        assert!(s.cpu_pressure.is_none());
+        assert_eq!(s.cpu_usage_ns, Some(5_000_000_000));
+    }
+
+    #[test]
+    fn writes_use_v1_files() {
+        let (dir, cg) = fake(true);
+        let r = dir.path();
+        cg.set_cpu_max(CpuMax::new(Some(25_000), 100_000).unwrap())
+            .unwrap();
+        assert_eq!(read(r, "cpu/w/cpu.cfs_quota_us"), "25000");
+        assert_eq!(read(r, "cpu/w/cpu.cfs_period_us"), "100000");
+        cg.set_cpu_max(CpuMax::unlimited(100_000).unwrap()).unwrap();
+        assert_eq!(read(r, "cpu/w/cpu.cfs_quota_us"), "-1");
+        cg.set_cpu_weight(CpuWeight::new(100).unwrap()).unwrap();
+        assert_eq!(read(r, "cpu/w/cpu.shares"), "1024");
+        cg.set_memory_high(Some(4096)).unwrap();
+        assert_eq!(read(r, "memory/w/memory.soft_limit_in_bytes"), "4096");
+        cg.set_memory_max(None).unwrap();
+        assert_eq!(read(r, "memory/w/memory.limit_in_bytes"), "-1");
+        let io = IoMax {
+            major: 254,
+            minor: 0,
+            rbps: None,
+            wbps: Some(10_485_760),
+            riops: None,
+            wiops: None,
+        };
+        cg.set_io_max(&io).unwrap();
+        assert_eq!(
+            read(r, "blkio/w/blkio.throttle.write_bps_device"),
+            "254:0 10485760"
+        );
+        assert_eq!(read(r, "blkio/w/blkio.throttle.read_bps_device"), "254:0 0");
+        cg.set_frozen(true).unwrap();
+        assert_eq!(read(r, "freezer/w/freezer.state"), "FROZEN");
+        cg.kill().unwrap();
+        assert_eq!(read(r, "unified/w/cgroup.kill"), "1");
+    }
+
+    #[test]
+    fn kill_without_v2_is_unsupported() {
+        let (_dir, cg) = fake(false);
+        assert!(matches!(cg.kill(), Err(LinuxError::Unsupported { .. })));
+    }
+
+    #[test]
+    fn missing_hierarchy_is_unsupported_not_a_panic() {
+        let cg = V1Cgroup::new(BTreeMap::new(), None);
+        assert!(cg.read_sample().unwrap().is_empty());
+        let err = cg.set_cpu_weight(CpuWeight::new(100).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("cpu"), "{err}");
+    }
+}
