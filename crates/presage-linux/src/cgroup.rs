@@ -6,6 +6,7 @@ use std::path::{Component, Path, PathBuf};
 use crate::error::LinuxError;
 use crate::fsio;
 use crate::layout::{CgroupMode, Controller, ControllerMount, Layout};
+use crate::lifecycle;
 use crate::limits::{CpuMax, CpuWeight, IoMax};
 use crate::sample::RawCgroupSample;
 use crate::v1::V1Cgroup;
@@ -115,6 +116,48 @@ impl Cgroup {
             reason: format!("{} does not exist (process gone?)", path.display()),
         })?;
         Cgroup::of_process_text(layout, &path, &text)
+    }
+
+    /// Creates the cgroup at `relative` in every hierarchy of `layout` and returns its
+    /// handle. Creating one that already exists is not an error.
+    ///
+    /// On v2 the controllers presage needs (`cpu`, `memory`, `io`, `pids`) are enabled on
+    /// the way down where the parent offers them. On v1 a directory is made under each
+    /// mounted controller hierarchy and, on a hybrid host, in the v2 tree as well.
+    pub fn create(layout: &Layout, relative: &str) -> Result<Cgroup, LinuxError> {
+        let cg = Cgroup::open(layout, relative)?;
+        match &cg.backend {
+            Backend::V2(_) => {
+                let mount = layout.v2_mount().ok_or_else(|| no_v2(layout))?;
+                lifecycle::create_v2(mount, &checked_relative(relative)?)?;
+            }
+            Backend::V1(c) => c.create()?,
+        }
+        Ok(cg)
+    }
+
+    /// Moves process `pid` into this cgroup in every hierarchy.
+    ///
+    /// v1 hierarchies are independent, so a process moved in one stays where it was in the
+    /// others; writing every `cgroup.procs` is what makes all limits apply to it.
+    pub fn add_process(&self, pid: u32) -> Result<(), LinuxError> {
+        match &self.backend {
+            Backend::V1(c) => c.add_process(pid),
+            Backend::V2(c) => c.add_process(pid),
+        }
+    }
+
+    /// Removes the cgroup's directory in every hierarchy. Directories already gone are
+    /// fine; one still holding processes or children fails with its path.
+    ///
+    /// Only the leaf is removed, never its parents. Meant for cgroups made with
+    /// [`Cgroup::create`]: on a handle from [`Cgroup::of_process`] it would try to remove
+    /// cgroups presage does not own (the kernel refuses while they are populated).
+    pub fn remove(&self) -> Result<(), LinuxError> {
+        match &self.backend {
+            Backend::V1(c) => c.remove(),
+            Backend::V2(c) => c.remove(),
+        }
     }
 
     fn with_backend(backend: Backend) -> Cgroup {

@@ -76,6 +76,34 @@ pub enum LinuxError {
         /// Why it was rejected.
         reason: String,
     },
+    /// A cgroup directory could not be created.
+    #[error("cannot create cgroup directory {path}: {source}")]
+    CreateDir {
+        /// The directory being created.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// A cgroup directory could not be removed; `EBUSY` means it still has processes or
+    /// child cgroups.
+    #[error("cannot remove cgroup directory {path}: {source}")]
+    RemoveDir {
+        /// The directory being removed.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// Two raw samples could not be turned into a [`presage_core::Sample`].
+    #[error("cannot build a sample for workload {workload}: {source}")]
+    Sample {
+        /// The workload the sample was for.
+        workload: String,
+        /// What presage-core rejected.
+        #[source]
+        source: presage_core::CoreError,
+    },
     /// A memory hard limit would have been set below what the workload already uses.
     #[error(
         "refusing to write memory limit {limit} bytes to {path}: current usage {usage} bytes plus margin {margin} bytes would not fit"

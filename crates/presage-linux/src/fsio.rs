@@ -45,6 +45,43 @@ pub(crate) fn write_value(path: &Path, value: &str) -> Result<(), LinuxError> {
     })
 }
 
+/// Creates `path` and any missing ancestors; a directory that already exists is fine, so
+/// creating a cgroup twice (a restarted agent re-adopting its tree) is not an error.
+pub(crate) fn make_dir_all(path: &Path) -> Result<(), LinuxError> {
+    fs::create_dir_all(path).map_err(|source| LinuxError::CreateDir {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Creates exactly one directory level, accepting one that already exists.
+pub(crate) fn make_dir(path: &Path) -> Result<(), LinuxError> {
+    match fs::create_dir(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
+        Err(source) => Err(LinuxError::CreateDir {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Removes one cgroup directory; one that is already gone counts as removed.
+///
+/// cgroupfs directories are removed with a plain `rmdir` even though they list files: the
+/// files are the kernel's interface, not contents. A cgroup that still holds processes or
+/// children fails with `EBUSY`, which is reported with the path.
+pub(crate) fn remove_dir(path: &Path) -> Result<(), LinuxError> {
+    match fs::remove_dir(path) {
+        Ok(()) => Ok(()),
+        Err(e) if is_absence(&e) => Ok(()),
+        Err(source) => Err(LinuxError::RemoveDir {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
 fn is_absence(e: &io::Error) -> bool {
     // ENODEV: a cgroup directory that is being removed still lists files whose reads fail.
     const ENODEV: i32 = 19;

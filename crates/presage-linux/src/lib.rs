@@ -16,8 +16,10 @@ mod cgroup;
 mod error;
 mod fsio;
 mod layout;
+mod lifecycle;
 mod limits;
 pub mod parse;
+mod rates;
 mod sample;
 #[cfg(test)]
 mod testutil;
@@ -31,6 +33,7 @@ pub use layout::{
     parse_mountinfo,
 };
 pub use limits::{CpuMax, CpuWeight, IoMax};
+pub use rates::sample_between;
 pub use sample::RawCgroupSample;
 pub use v1::V1Cgroup;
 pub use v2::V2Cgroup;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::LinuxError;
-use crate::fsio::{read_parsed, write_value};
+use crate::fsio::{self, read_parsed, write_value};
 use crate::layout::Controller;
 use crate::limits::{CpuMax, CpuWeight, IoMax};
 use crate::parse::{
@@ -42,6 +42,52 @@ impl V1Cgroup {
     /// The v2 directory on a hybrid host.
     pub fn unified_dir(&self) -> Option<&Path> {
         self.unified.as_ref().map(V2Cgroup::dir)
+    }
+
+    /// Each hierarchy's directory once: controllers co-mounted (`cpu,cpuacct`) share one.
+    fn distinct_dirs(&self) -> Vec<&Path> {
+        let mut out: Vec<&Path> = Vec::new();
+        for d in self.dirs.values() {
+            if !out.contains(&d.as_path()) {
+                out.push(d);
+            }
+        }
+        out
+    }
+
+    pub(crate) fn create(&self) -> Result<(), LinuxError> {
+        for d in self.distinct_dirs() {
+            fsio::make_dir_all(d)?;
+        }
+        // The hybrid v2 tree has no resource controllers to enable; the directory alone
+        // gives freeze, kill and PSI.
+        if let Some(u) = &self.unified {
+            fsio::make_dir_all(u.dir())?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn add_process(&self, pid: u32) -> Result<(), LinuxError> {
+        for d in self.distinct_dirs() {
+            write_value(&d.join("cgroup.procs"), &pid.to_string())?;
+        }
+        if let Some(u) = &self.unified {
+            u.add_process(pid)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn remove(&self) -> Result<(), LinuxError> {
+        // Every hierarchy is attempted even after a failure, so one busy directory does
+        // not leave the others behind; the first error is the one reported.
+        let mut first_err = None;
+        let unified = self.unified.as_ref().map(V2Cgroup::dir);
+        for d in self.distinct_dirs().into_iter().chain(unified) {
+            if let Err(e) = fsio::remove_dir(d) {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
     }
 
     fn file(&self, controller: Controller, name: &str) -> Option<PathBuf> {

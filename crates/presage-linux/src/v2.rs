@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::LinuxError;
-use crate::fsio::{read_parsed, write_value};
+use crate::fsio::{self, read_parsed, write_value};
 use crate::limits::{CpuMax, CpuWeight, IoMax};
 use crate::parse::{
     self, V2CpuStat, parse_io_stat, parse_memory_events, parse_pressure, parse_v2_cpu_stat,
@@ -117,6 +117,14 @@ impl V2Cgroup {
             limit_text(limit.wiops),
         );
         write_value(&self.file("io.max"), &value)
+    }
+
+    pub(crate) fn add_process(&self, pid: u32) -> Result<(), LinuxError> {
+        write_value(&self.file("cgroup.procs"), &pid.to_string())
+    }
+
+    pub(crate) fn remove(&self) -> Result<(), LinuxError> {
+        fsio::remove_dir(&self.dir)
     }
 
     pub(crate) fn can_freeze(&self) -> bool {
