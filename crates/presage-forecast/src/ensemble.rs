@@ -16,7 +16,7 @@
 //! sees a daily batch coming an hour ahead (a recent-residual model is tight on the next
 //! step and blind to the schedule; a seasonal one is the reverse). So each member is also
 //! judged on its forecast `ahead_s` ahead — a limit implied then, checked against the
-//! demand when that time comes (issued every `ahead_s / 12` at most, so the pending
+//! demand when that time comes (issued every `ahead_s / 4` at most, so the pending
 //! checks stay few whatever the sampling rate) — and requested horizons nearer (on a log
 //! scale) to `ahead_s` than to the sampling step are served by that choice. The far
 //! judgement is the absolute error of the member's median, not the priced cost: what the

@@ -3,8 +3,7 @@
 //! the same at every horizon; the better models come from the forecasting work.
 
 use presage_core::{
-    Forecast, HorizonForecast, QUANTILE_COUNT, QUANTILE_LEVELS, Quantiles, Resource, ResourceMap,
-    Sample, Timestamp,
+    Forecast, HorizonForecast, QUANTILE_COUNT, Quantiles, Resource, ResourceMap, Sample, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
@@ -13,8 +12,8 @@ use crate::{ForecastError, Forecaster, ForecasterFactory, ModelState};
 const NAME: &str = "ewma";
 const STATE_VERSION: u32 = 1;
 
-/// Standard-normal quantiles for [`QUANTILE_LEVELS`]; "max" is read as four deviations.
-const Z: [f64; QUANTILE_COUNT] = [
+/// Standard-normal quantiles for [`presage_core::QUANTILE_LEVELS`]; "max" is read as four deviations.
+pub const NORMAL_Z: [f64; QUANTILE_COUNT] = [
     -1.644_853_6,
     0.0,
     0.674_489_8,
@@ -26,6 +25,13 @@ const Z: [f64; QUANTILE_COUNT] = [
     3.090_232_3,
     4.0,
 ];
+
+/// The quantiles of a normal distribution with `mean` and standard deviation `sd` (at
+/// [`NORMAL_Z`]); `None` when they are not finite.
+pub fn normal_quantiles(mean: f64, sd: f64) -> Option<Quantiles> {
+    let mut z = NORMAL_Z.iter();
+    Quantiles::from_fn(|_| mean + z.next().copied().unwrap_or(0.0) * sd).ok()
+}
 
 /// Settings of the [`Ewma`] model.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -130,16 +136,8 @@ impl Forecaster for EwmaState {
             if m.count < self.config.min_samples {
                 continue;
             }
-            let sd = m.var.max(0.0).sqrt();
-            let mut i = 0;
-            let q = Quantiles::from_fn(|_| {
-                let v = m.mean + Z[i] * sd;
-                i += 1;
-                v
-            });
-            per_resource.set(resource, q.ok());
+            per_resource.set(resource, normal_quantiles(m.mean, m.var.max(0.0).sqrt()));
         }
-        debug_assert_eq!(Z.len(), QUANTILE_LEVELS.len());
         per_resource.present().next()?;
         let horizons = horizons_s
             .iter()

@@ -19,9 +19,11 @@ mod traits;
 pub use buckets::ExponentialBuckets;
 pub use burst::{BurstClassifier, BurstClassifiers, BurstConfig, BurstFeatures};
 pub use ensemble::{Ensemble, EnsembleConfig};
-pub use ewma::{Ewma, EwmaConfig};
+pub use ewma::{Ewma, EwmaConfig, NORMAL_Z, normal_quantiles};
 pub use histogram::{DecayingHistogram, EPSILON as HISTOGRAM_EPSILON, HistogramCheckpoint};
-pub use models::histogram_model::{HistogramModel, HistogramModelConfig, resource_layout};
+pub use models::histogram_model::{
+    HistogramModel, HistogramModelConfig, forecast_from, resource_layout,
+};
 pub use models::holt_winters::{HoltWinters, HoltWintersConfig, ResidualDistribution};
 pub use models::segmented::{DayGrouping, Segmented, SegmentedConfig};
 pub use models::window::{MovingWindow, WindowConfig};

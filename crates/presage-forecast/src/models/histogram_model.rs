@@ -75,6 +75,17 @@ pub(crate) fn assemble(
     now: Timestamp,
     horizons_s: &[u32],
     bursts: &BurstClassifiers,
+    at: impl FnMut(u32) -> ResourceMap<Option<Quantiles>>,
+) -> Option<Forecast> {
+    forecast_from(model, now, horizons_s, at).map(|f| bursts.attach(f))
+}
+
+/// A forecast at `horizons_s` from a per-horizon reader; `None` when no resource has a
+/// distribution at any horizon or the horizons are invalid.
+pub fn forecast_from(
+    model: &'static str,
+    now: Timestamp,
+    horizons_s: &[u32],
     mut at: impl FnMut(u32) -> ResourceMap<Option<Quantiles>>,
 ) -> Option<Forecast> {
     let horizons: Vec<HorizonForecast> = horizons_s
@@ -90,9 +101,7 @@ pub(crate) fn assemble(
     {
         return None;
     }
-    Forecast::new(now, model, horizons)
-        .ok()
-        .map(|f| bursts.attach(f))
+    Forecast::new(now, model, horizons).ok()
 }
 
 /// Settings of the [`HistogramModel`].

@@ -16,12 +16,11 @@ use std::collections::VecDeque;
 
 use augurs::ets::AutoETS;
 use augurs::{Fit, Predict};
-use presage_core::{
-    Forecast, HorizonForecast, QUANTILE_COUNT, Quantiles, ResourceMap, Sample, Timestamp,
-};
+use presage_core::{Forecast, Quantiles, ResourceMap, Sample, Timestamp};
 use presage_forecast::demand::observed_demand;
 use presage_forecast::{
-    ForecastError, Forecaster, ForecasterFactory, ModelState, ResidualDistribution,
+    ForecastError, Forecaster, ForecasterFactory, ModelState, NORMAL_Z, ResidualDistribution,
+    forecast_from, normal_quantiles,
 };
 use serde::{Deserialize, Serialize};
 
@@ -30,42 +29,6 @@ const ETS: &str = "ets";
 const STATE_VERSION: u32 = 1;
 /// How many widths of the fitted window an ETS path may stray beyond it.
 const PLAUSIBLE_RANGES: f64 = 4.0;
-
-/// Standard-normal quantiles of `QUANTILE_LEVELS`; "max" is read as four deviations.
-const Z: [f64; QUANTILE_COUNT] = [
-    -1.644_853_6,
-    0.0,
-    0.674_489_8,
-    1.281_551_6,
-    1.644_853_6,
-    2.053_748_9,
-    2.326_347_9,
-    2.575_829_3,
-    3.090_232_3,
-    4.0,
-];
-
-fn forecast_of(
-    model: &'static str,
-    now: Timestamp,
-    horizons_s: &[u32],
-    mut at: impl FnMut(u32) -> ResourceMap<Option<Quantiles>>,
-) -> Option<Forecast> {
-    let horizons: Vec<HorizonForecast> = horizons_s
-        .iter()
-        .map(|&horizon_s| HorizonForecast {
-            horizon_s,
-            quantiles: at(horizon_s),
-        })
-        .collect();
-    if horizons
-        .iter()
-        .all(|h| h.quantiles.present().next().is_none())
-    {
-        return None;
-    }
-    Forecast::new(now, model, horizons).ok()
-}
 
 /// The seasonal-naive baseline: the demand one season before the target time.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -154,7 +117,7 @@ impl Forecaster for NaiveState {
     }
 
     fn forecast(&self, now: Timestamp, horizons_s: &[u32]) -> Option<Forecast> {
-        forecast_of(NAIVE, now, horizons_s, |h| {
+        forecast_from(NAIVE, now, horizons_s, |h| {
             let target = now.plus_secs(i64::from(h)).unix_ms() - self.season_ms;
             self.series.map(|_, s| {
                 let s = s.as_ref()?;
@@ -365,20 +328,16 @@ impl Forecaster for EtsState {
     }
 
     fn forecast(&self, now: Timestamp, horizons_s: &[u32]) -> Option<Forecast> {
-        forecast_of(ETS, now, horizons_s, |h| {
+        forecast_from(ETS, now, horizons_s, |h| {
             self.series.map(|_, s| {
                 let s = s.as_ref()?;
                 s.fitted_ms?;
                 let ahead = (f64::from(h) / s.typical_dt_s.max(1.0)).round().max(1.0) as usize;
                 let i = (s.since_fit + ahead - 1).min(s.point.len().checked_sub(1)?);
                 let point = s.point[i];
-                let sigma = ((s.upper.get(i).copied().unwrap_or(point) - point) / Z[4]).max(0.0);
-                let mut i = 0;
-                Quantiles::from_fn(|_| {
-                    i += 1;
-                    point + Z[i - 1] * sigma
-                })
-                .ok()
+                let sigma =
+                    ((s.upper.get(i).copied().unwrap_or(point) - point) / NORMAL_Z[4]).max(0.0);
+                normal_quantiles(point, sigma)
             })
         })
     }
