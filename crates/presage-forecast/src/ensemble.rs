@@ -15,7 +15,7 @@
 //! **Two choices per resource.** The member best at the next step is rarely the one that
 //! sees a daily batch coming an hour ahead (a recent-residual model is tight on the next
 //! step and blind to the schedule; a seasonal one is the reverse). So each member is also
-//! judged on its forecast `ahead_s` ahead — a limit implied then, checked against the
+//! judged on its median forecast `ahead_s` ahead, checked against the
 //! demand when that time comes (issued every `ahead_s / 4` at most, so the pending
 //! checks stay few whatever the sampling rate) — and requested horizons nearer (on a log
 //! scale) to `ahead_s` than to the sampling step are served by that choice. The far

@@ -220,24 +220,23 @@ impl ForecasterFactory for Split {
     }
 }
 
+/// "quick" is right about the next minute and wrong (5) an hour out; "slow" the reverse;
+/// CPU priced at 5.
+fn quick_and_slow() -> (Vec<Arc<dyn ForecasterFactory>>, ResourceMap<f64>) {
+    let split = |name, near, far| Arc::new(Split { name, near, far }) as Arc<dyn ForecasterFactory>;
+    let mut prices = ResourceMap::from_fn(|_| 0.0);
+    prices.set(Resource::Cpu, 5.0);
+    (
+        vec![split("quick", 1.0, 5.0), split("slow", 3.0, 1.0)],
+        prices,
+    )
+}
+
 #[test]
 fn far_horizons_come_from_the_member_whose_median_was_right_that_far_ahead() {
     // Demand is 1 core throughout. "quick" is right about the next minute and wrong
     // (5) an hour out; "slow" is the reverse. Each horizon goes to the one right there.
-    let members: Vec<Arc<dyn ForecasterFactory>> = vec![
-        Arc::new(Split {
-            name: "quick",
-            near: 1.0,
-            far: 5.0,
-        }),
-        Arc::new(Split {
-            name: "slow",
-            near: 3.0,
-            far: 1.0,
-        }),
-    ];
-    let mut prices = ResourceMap::from_fn(|_| 0.0);
-    prices.set(Resource::Cpu, 5.0);
+    let (members, prices) = quick_and_slow();
     let config = EnsembleConfig {
         ahead_warmup_s: 0,
         ..EnsembleConfig::with_price(prices)
@@ -257,20 +256,7 @@ fn far_horizons_come_from_the_member_whose_median_was_right_that_far_ahead() {
 fn far_forecasts_are_not_judged_during_the_warmup() {
     // The same members under the default one-day warm-up: after four hours nothing has
     // been judged far ahead, so the far choice is still the first member.
-    let members: Vec<Arc<dyn ForecasterFactory>> = vec![
-        Arc::new(Split {
-            name: "quick",
-            near: 1.0,
-            far: 5.0,
-        }),
-        Arc::new(Split {
-            name: "slow",
-            near: 3.0,
-            far: 1.0,
-        }),
-    ];
-    let mut prices = ResourceMap::from_fn(|_| 0.0);
-    prices.set(Resource::Cpu, 5.0);
+    let (members, prices) = quick_and_slow();
     let mut f = Ensemble::new(members, EnsembleConfig::with_price(prices))
         .expect("ensemble")
         .create();
