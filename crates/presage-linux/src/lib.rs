@@ -13,12 +13,18 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod cgroup;
+mod current_limits;
+mod discover;
 mod error;
 mod fsio;
+mod kill;
 mod layout;
 mod lifecycle;
 mod limits;
+mod net;
 pub mod parse;
+mod probe;
+mod procfs;
 mod rates;
 mod sample;
 #[cfg(test)]
@@ -27,12 +33,20 @@ mod v1;
 mod v2;
 
 pub use cgroup::{Cgroup, CgroupManager, DEFAULT_MEMORY_MARGIN_BYTES};
+pub use discover::{
+    DEFAULT_MAX_DEPTH, DEFAULT_ROOTS, Discovered, Discoverer, DiscoveryConfig, WorkloadKind,
+    discover, discovery_tree,
+};
 pub use error::LinuxError;
+pub use fsio::hold_files_open;
 pub use layout::{
     CgroupMode, Controller, ControllerMount, DEFAULT_MOUNTINFO, DEFAULT_ROOT, Layout, MountEntry,
     parse_mountinfo,
 };
 pub use limits::{CpuMax, CpuWeight, IoMax};
+pub use net::{NetAttribution, NetScope, fill_network, read_network};
+pub use probe::{probe_writable, writable_layout};
+pub use procfs::{DEFAULT_PROC, ProcRoot};
 pub use rates::sample_between;
 pub use sample::RawCgroupSample;
 pub use v1::V1Cgroup;

@@ -99,6 +99,16 @@ impl CpuWeight {
     pub fn to_v1_shares(self) -> u64 {
         (u64::from(self.0) * 1024 / 100).clamp(2, 262_144)
     }
+
+    /// The v2 weight a v1 `cpu.shares` value stands for: the inverse of
+    /// [`CpuWeight::to_v1_shares`], so every weight presage writes reads back unchanged;
+    /// shares it could not have written map to the nearest weight above, within 1..=10000.
+    pub fn from_v1_shares(shares: u64) -> CpuWeight {
+        // to_v1_shares floors w·1024/100; the ceiling of shares·100/1024 is the one
+        // integer w that floors back to `shares`, when one exists.
+        let w = shares.saturating_mul(100).div_ceil(1024).clamp(1, 10_000);
+        CpuWeight(u16::try_from(w).unwrap_or(10_000))
+    }
 }
 
 /// Per-device I/O limits; `None` means unlimited.
@@ -148,6 +158,16 @@ mod tests {
         assert_eq!(CpuWeight::new(1).unwrap().to_v1_shares(), 10);
         assert_eq!(CpuWeight::new(10_000).unwrap().to_v1_shares(), 102_400);
         assert!(CpuWeight::new(0).is_err());
+        assert_eq!(CpuWeight::from_v1_shares(2).get(), 1);
+        assert_eq!(CpuWeight::from_v1_shares(262_144).get(), 10_000);
+    }
+
+    #[test]
+    fn every_weight_round_trips_through_shares() {
+        for w in 1..=10_000 {
+            let weight = CpuWeight::new(w).unwrap();
+            assert_eq!(CpuWeight::from_v1_shares(weight.to_v1_shares()), weight);
+        }
         assert!(CpuWeight::new(10_001).is_err());
     }
 }

@@ -10,6 +10,7 @@ use presage_core::{
 };
 
 use crate::error::LinuxError;
+use crate::net::NetScope;
 use crate::parse;
 use crate::sample::RawCgroupSample;
 
@@ -19,7 +20,8 @@ const NS_PER_S: f64 = 1e9;
 /// readings taken at those two instants.
 ///
 /// CPU is in cores (Δusage / Δt), memory is the working set at the end of the interval,
-/// I/O is bytes/s from the byte counters, PSI is the fraction of the interval stalled,
+/// I/O and network are bytes/s from the byte counters (network only while both readings
+/// are of the same namespace of the workload's own), PSI is the fraction of the interval stalled,
 /// and OOM kills and throttling are the counters' deltas. A figure missing from either
 /// reading, or whose counter went backwards, is left out; an event whose counter went
 /// backwards counts as zero.
@@ -70,6 +72,14 @@ pub fn sample_between(
             Resource::IoWrite,
             delta(prev.io_write_bytes, cur.io_write_bytes).map(per_second),
         ),
+        (
+            Resource::NetRx,
+            net_delta(prev, cur, |s| s.net_rx_bytes).map(per_second),
+        ),
+        (
+            Resource::NetTx,
+            net_delta(prev, cur, |s| s.net_tx_bytes).map(per_second),
+        ),
     ];
     for (resource, value) in figures {
         if let Some(v) = value {
@@ -109,6 +119,22 @@ pub fn sample_between(
 /// `cur − prev` when both were read and the counter did not go backwards.
 fn delta(prev: Option<u64>, cur: Option<u64>) -> Option<u64> {
     cur?.checked_sub(prev?)
+}
+
+/// A network counter's delta, when both readings are of the same own namespace: a new
+/// namespace (a restarted container) starts its counters afresh, and a host-shared one
+/// has no figure to begin with.
+fn net_delta(
+    prev: &RawCgroupSample,
+    cur: &RawCgroupSample,
+    counter: impl Fn(&RawCgroupSample) -> Option<u64>,
+) -> Option<u64> {
+    match (prev.net_scope?, cur.net_scope?) {
+        (NetScope::Own { netns: a }, NetScope::Own { netns: b }) if a == b => {
+            delta(counter(prev), counter(cur))
+        }
+        _ => None,
+    }
 }
 
 /// The fraction of the interval stalled, from PSI's cumulative `total` stall times.
@@ -174,6 +200,9 @@ mod tests {
             memory_pressure: Some(psi(100_000, Some(0))),
             io_pressure: None,
             process_count: Some(2),
+            net_rx_bytes: Some(5_000),
+            net_tx_bytes: Some(100),
+            net_scope: Some(NetScope::Own { netns: 7 }),
         }
     }
 
@@ -193,6 +222,9 @@ mod tests {
             memory_pressure: Some(psi(100_000, Some(0))),
             io_pressure: Some(psi(7, None)),
             process_count: Some(3),
+            net_rx_bytes: Some(205_000),
+            net_tx_bytes: Some(2_100),
+            net_scope: Some(NetScope::Own { netns: 7 }),
         }
     }
 
@@ -211,7 +243,9 @@ mod tests {
         // 4,000,000 B read and 1,000,000 B written over 2 s.
         assert_eq!(u.get(Resource::IoRead), Some(2_000_000.0));
         assert_eq!(u.get(Resource::IoWrite), Some(500_000.0));
-        assert_eq!(u.get(Resource::NetRx), None);
+        // 200,000 B received and 2,000 B sent over 2 s in the same namespace.
+        assert_eq!(u.get(Resource::NetRx), Some(100_000.0));
+        assert_eq!(u.get(Resource::NetTx), Some(1_000.0));
         let e = s.events();
         assert_eq!(e.oom_kills, 2);
         assert_eq!(e.cpu_throttled_periods, 4);
@@ -285,6 +319,27 @@ mod tests {
             let err = sample_between(&id(), T0, &before(), at, &after()).unwrap_err();
             assert!(matches!(err, LinuxError::InvalidValue { .. }), "{err}");
         }
+    }
+
+    #[test]
+    fn network_needs_the_same_own_namespace_in_both_readings() {
+        let mut cur = after();
+        cur.net_scope = Some(NetScope::Own { netns: 8 });
+        let s = sample_between(&id(), T0, &before(), T1, &cur).unwrap();
+        assert_eq!(s.usage().get(Resource::NetRx), None, "namespace changed");
+        assert_eq!(s.usage().get(Resource::NetTx), None);
+        cur.set_network(&crate::NetAttribution::SharedWithHost);
+        let s = sample_between(&id(), T0, &before(), T1, &cur).unwrap();
+        assert_eq!(s.usage().get(Resource::NetRx), None, "shared with host");
+        let mut cur = after();
+        cur.net_rx_bytes = Some(1);
+        let s = sample_between(&id(), T0, &before(), T1, &cur).unwrap();
+        assert_eq!(s.usage().get(Resource::NetRx), None, "went backwards");
+        assert_eq!(s.usage().get(Resource::NetTx), Some(1_000.0));
+        let mut prev = before();
+        prev.net_scope = None;
+        let s = sample_between(&id(), T0, &prev, T1, &after()).unwrap();
+        assert_eq!(s.usage().get(Resource::NetRx), None, "not read before");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! Rates (cores, bytes/s) need two samples and an interval, which the caller owns; keeping
 //! the raw counters here means a missed tick loses no information.
 
+use crate::net::NetScope;
 use crate::parse::Pressure;
 
 /// Counters and gauges read from one cgroup at one instant.
@@ -41,6 +42,13 @@ pub struct RawCgroupSample {
     pub io_pressure: Option<Pressure>,
     /// Processes in the cgroup (not counting descendants).
     pub process_count: Option<u64>,
+    /// Cumulative bytes received on the cgroup's own network namespace, every interface
+    /// but `lo`. Filled only by [`crate::read_network`] callers, never by `read_sample`.
+    pub net_rx_bytes: Option<u64>,
+    /// Cumulative bytes transmitted, as for `net_rx_bytes`.
+    pub net_tx_bytes: Option<u64>,
+    /// Whose network the counters above describe; `None` when the network was not read.
+    pub net_scope: Option<NetScope>,
 }
 
 impl RawCgroupSample {

@@ -6,14 +6,17 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::cgroup::{Membership, checked_relative, parse_proc_cgroup};
 use crate::error::LinuxError;
 use crate::fsio::{self, read_parsed, write_value};
-use crate::layout::Controller;
+use crate::kill::{self, Freezer};
+use crate::layout::{Controller, ControllerMount, Layout};
 use crate::limits::{CpuMax, CpuWeight, IoMax};
 use crate::parse::{
     self, parse_blkio_io_service_bytes, parse_cpuacct_usage, parse_v1_cpu_stat,
     parse_v1_memory_stat, parse_v1_oom_control,
 };
+use crate::procfs::ProcRoot;
 use crate::sample::{RawCgroupSample, working_set};
 use crate::v2::V2Cgroup;
 
@@ -22,6 +25,10 @@ use crate::v2::V2Cgroup;
 pub struct V1Cgroup {
     dirs: BTreeMap<Controller, PathBuf>,
     unified: Option<V2Cgroup>,
+    // Where each hierarchy is mounted, to find the cgroup a process came from when a
+    // move has to be undone; empty for handles built with `new`.
+    mounts: BTreeMap<Controller, PathBuf>,
+    unified_mount: Option<PathBuf>,
 }
 
 impl V1Cgroup {
@@ -31,7 +38,23 @@ impl V1Cgroup {
         V1Cgroup {
             dirs,
             unified: unified.map(V2Cgroup::new),
+            mounts: BTreeMap::new(),
+            unified_mount: None,
         }
+    }
+
+    /// Records the layout's mount points, which [`V1Cgroup::add_process`] needs to move a
+    /// process back where it was.
+    pub(crate) fn with_mounts(mut self, layout: &Layout) -> V1Cgroup {
+        self.mounts = layout
+            .controllers()
+            .filter_map(|(c, m)| match m {
+                ControllerMount::V1(p) => Some((c, p.clone())),
+                ControllerMount::V2(_) => None,
+            })
+            .collect();
+        self.unified_mount = layout.v2_mount().map(Path::to_path_buf);
+        self
     }
 
     /// The directory for `controller`, if that hierarchy is mounted.
@@ -46,10 +69,18 @@ impl V1Cgroup {
 
     /// Each hierarchy's directory once: controllers co-mounted (`cpu,cpuacct`) share one.
     fn distinct_dirs(&self) -> Vec<&Path> {
-        let mut out: Vec<&Path> = Vec::new();
-        for d in self.dirs.values() {
-            if !out.contains(&d.as_path()) {
-                out.push(d);
+        self.distinct_hierarchies()
+            .into_iter()
+            .map(|(_, d)| d)
+            .collect()
+    }
+
+    /// Each hierarchy's directory once, with the first controller that names it.
+    fn distinct_hierarchies(&self) -> Vec<(Controller, &Path)> {
+        let mut out: Vec<(Controller, &Path)> = Vec::new();
+        for (c, d) in &self.dirs {
+            if !out.iter().any(|(_, seen)| *seen == d.as_path()) {
+                out.push((*c, d));
             }
         }
         out
@@ -68,13 +99,68 @@ impl V1Cgroup {
     }
 
     pub(crate) fn add_process(&self, pid: u32) -> Result<(), LinuxError> {
-        for d in self.distinct_dirs() {
-            write_value(&d.join("cgroup.procs"), &pid.to_string())?;
-        }
+        self.add_process_with(pid, &ProcRoot::default())
+    }
+
+    /// Moves `pid` into every hierarchy; if one refuses, the hierarchies already written
+    /// are moved back to where `proc_root` said the process was, best effort, and the
+    /// original error is returned. A process half-moved would run under some of the new
+    /// limits and some of the old, which nobody chose.
+    pub(crate) fn add_process_with(
+        &self,
+        pid: u32,
+        proc_root: &ProcRoot,
+    ) -> Result<(), LinuxError> {
+        // Read before the first write: afterwards /proc reports the new cgroups.
+        let origin = match proc_root.read(pid, "cgroup") {
+            Ok(Some(text)) => parse_proc_cgroup(&proc_root.pid_file(pid, "cgroup"), &text).ok(),
+            // Without it the move still goes ahead; only the undo is lost.
+            Ok(None) | Err(_) => None,
+        };
+        let value = pid.to_string();
+        let mut targets: Vec<(PathBuf, Option<PathBuf>)> = self
+            .distinct_hierarchies()
+            .into_iter()
+            .map(|(c, d)| (d.to_path_buf(), self.origin_dir(origin.as_ref(), Some(c))))
+            .collect();
         if let Some(u) = &self.unified {
-            u.add_process(pid)?;
+            targets.push((
+                u.dir().to_path_buf(),
+                self.origin_dir(origin.as_ref(), None),
+            ));
+        }
+        for (i, (dir, _)) in targets.iter().enumerate() {
+            if let Err(e) = write_value(&dir.join("cgroup.procs"), &value) {
+                for (_, back) in targets[..i].iter().rev() {
+                    if let Some(back) = back {
+                        // Best effort: the error worth reporting is the one above.
+                        let _ = write_value(&back.join("cgroup.procs"), &value);
+                    }
+                }
+                return Err(e);
+            }
         }
         Ok(())
+    }
+
+    /// Where a process was in `controller`'s hierarchy (`None`: the v2 tree).
+    fn origin_dir(
+        &self,
+        origin: Option<&Membership>,
+        controller: Option<Controller>,
+    ) -> Option<PathBuf> {
+        let origin = origin?;
+        let (mount, rel) = match controller {
+            Some(c) => {
+                let (_, rel) = origin
+                    .v1
+                    .iter()
+                    .find(|(names, _)| names.split(',').any(|n| n == c.v1_name()))?;
+                (self.mounts.get(&c)?, rel)
+            }
+            None => (self.unified_mount.as_ref()?, origin.v2.as_ref()?),
+        };
+        checked_relative(rel).ok().map(|r| mount.join(r))
     }
 
     pub(crate) fn remove(&self) -> Result<(), LinuxError> {
@@ -90,7 +176,7 @@ impl V1Cgroup {
         first_err.map_or(Ok(()), Err)
     }
 
-    fn file(&self, controller: Controller, name: &str) -> Option<PathBuf> {
+    pub(crate) fn file(&self, controller: Controller, name: &str) -> Option<PathBuf> {
         self.dirs.get(&controller).map(|d| d.join(name))
     }
 
@@ -156,6 +242,14 @@ impl V1Cgroup {
     }
 
     pub(crate) fn processes(&self) -> Result<Option<Vec<u32>>, LinuxError> {
+        match self.procs_dir() {
+            Some(d) => read_parsed(&d.join("cgroup.procs"), parse::parse_procs),
+            None => Ok(None),
+        }
+    }
+
+    /// The hierarchy whose `cgroup.procs` stands for the cgroup's membership.
+    fn procs_dir(&self) -> Option<&Path> {
         // Every hierarchy lists the same processes when presage placed them; memory is
         // the one that matters most, so it is asked first.
         const ORDER: [Controller; 6] = [
@@ -166,12 +260,7 @@ impl V1Cgroup {
             Controller::Io,
             Controller::Freezer,
         ];
-        for c in ORDER {
-            if let Some(p) = self.file(c, "cgroup.procs") {
-                return read_parsed(&p, parse::parse_procs);
-            }
-        }
-        Ok(None)
+        ORDER.into_iter().find_map(|c| self.dir(c))
     }
 
     pub(crate) fn set_cpu_max(&self, limit: CpuMax) -> Result<(), LinuxError> {
@@ -245,14 +334,30 @@ impl V1Cgroup {
     }
 
     pub(crate) fn kill(&self) -> Result<(), LinuxError> {
-        match &self.unified {
-            Some(u) if u.can_kill() => u.kill(),
-            _ => Err(LinuxError::Unsupported {
-                operation: "kill",
-                reason: "v1 has no cgroup.kill and no v2 cgroup.kill exists for this cgroup"
-                    .to_string(),
-            }),
+        self.kill_with(&mut kill::sigkill)
+    }
+
+    /// Kills with the kernel's `cgroup.kill` where the hybrid v2 tree has one, else by
+    /// freezing and signalling each listed process; `send` delivers the signals.
+    pub(crate) fn kill_with(
+        &self,
+        send: &mut dyn FnMut(u32) -> std::io::Result<()>,
+    ) -> Result<(), LinuxError> {
+        if let Some(u) = &self.unified
+            && u.can_kill()
+        {
+            return u.kill();
         }
+        let dir = self.procs_dir().ok_or_else(|| LinuxError::Unsupported {
+            operation: "kill",
+            reason: "no v1 hierarchy is mounted".to_string(),
+        })?;
+        let freezer = match (self.dir(Controller::Freezer), &self.unified) {
+            (Some(f), _) => Freezer::V1(f.join("freezer.state")),
+            (None, Some(u)) if u.can_freeze() => Freezer::V2(u.dir().join("cgroup.freeze")),
+            _ => Freezer::None,
+        };
+        kill::kill_listed(dir, &freezer, send)
     }
 }
 
@@ -389,9 +494,87 @@ mod tests {
     }
 
     #[test]
-    fn kill_without_v2_is_unsupported() {
-        let (_dir, cg) = fake(false);
-        assert!(matches!(cg.kill(), Err(LinuxError::Unsupported { .. })));
+    fn kill_without_v2_freezes_and_signals_each_process() {
+        let (dir, cg) = fake(false);
+        let r = dir.path();
+        put(r, "freezer/w/freezer.state", "THAWED\n");
+        let mut sent = Vec::new();
+        // The fake kernel: every signalled process is gone at once.
+        cg.kill_with(&mut |pid| {
+            assert_eq!(read(r, "freezer/w/freezer.state"), "FROZEN");
+            sent.push(pid);
+            std::fs::write(r.join("memory/w/cgroup.procs"), "")
+        })
+        .unwrap();
+        assert_eq!(sent, [7, 8]);
+        assert_eq!(read(r, "freezer/w/freezer.state"), "THAWED");
+    }
+
+    #[test]
+    fn kill_on_hybrid_without_cgroup_kill_uses_v1_freezer() {
+        let (dir, cg) = fake(true);
+        let r = dir.path();
+        std::fs::remove_file(r.join("unified/w/cgroup.kill")).unwrap();
+        put(r, "freezer/w/freezer.state", "THAWED\n");
+        let mut sent = Vec::new();
+        cg.kill_with(&mut |pid| {
+            sent.push(pid);
+            std::fs::write(r.join("memory/w/cgroup.procs"), "")
+        })
+        .unwrap();
+        assert_eq!(sent, [7, 8]);
+        assert_eq!(read(r, "freezer/w/freezer.state"), "THAWED");
+        assert_eq!(
+            read(r, "unified/w/cgroup.freeze"),
+            "0\n",
+            "v1 freezer preferred"
+        );
+    }
+
+    #[test]
+    fn failed_move_is_undone_in_hierarchies_already_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        let layout = crate::testutil::hybrid_layout(r);
+        // Only cpu and memory exist: the move succeeds there, then blkio refuses.
+        for h in [
+            "cpu,cpuacct/job",
+            "memory/job",
+            "cpu,cpuacct/old",
+            "memory/m/old",
+        ] {
+            fs_dir(r, h);
+        }
+        put(
+            r,
+            "proc/4242/cgroup",
+            "2:cpu,cpuacct:/old\n4:memory:/m/old\n7:blkio:/\n0::/\n",
+        );
+        let cg = crate::Cgroup::open(&layout, "job").unwrap();
+        let err = cg
+            .as_v1()
+            .unwrap()
+            .add_process_with(4242, &ProcRoot::new(r.join("proc")))
+            .unwrap_err();
+        assert!(err.to_string().contains("blkio/job/cgroup.procs"), "{err}");
+        assert_eq!(read(r, "cpu,cpuacct/old/cgroup.procs"), "4242");
+        assert_eq!(read(r, "memory/m/old/cgroup.procs"), "4242");
+        assert!(!r.join("unified/cgroup.procs").exists(), "v2 never written");
+    }
+
+    #[test]
+    fn failed_move_without_proc_info_still_reports_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        let layout = crate::testutil::hybrid_layout(r);
+        fs_dir(r, "cpu,cpuacct/job");
+        let cg = crate::Cgroup::open(&layout, "job").unwrap();
+        let err = cg
+            .as_v1()
+            .unwrap()
+            .add_process_with(4242, &ProcRoot::new(r.join("proc")))
+            .unwrap_err();
+        assert!(err.to_string().contains("memory/job/cgroup.procs"), "{err}");
     }
 
     #[test]

@@ -3,79 +3,14 @@
 //! Needs root and a writable cgroupfs; elsewhere it prints why and returns. Everything it
 //! creates is removed by guards, also when an assertion fails.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-use std::time::Duration;
+use std::process::Command;
 
-use presage_linux::{Cgroup, CgroupManager, Controller, CpuMax, Layout};
-
-/// Removes the cgroup on drop, so a failing assertion leaves nothing behind.
-struct CgroupGuard(Cgroup);
-
-impl Drop for CgroupGuard {
-    fn drop(&mut self) {
-        // A just-reaped child can keep the cgroup populated for a moment.
-        for _ in 0..50 {
-            match self.0.remove() {
-                Ok(()) => return,
-                Err(_) => std::thread::sleep(Duration::from_millis(20)),
-            }
-        }
-        if let Err(e) = self.0.remove() {
-            eprintln!("could not remove test cgroup: {e}");
-        }
-    }
-}
-
-/// Kills and reaps the child on drop.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn writable_layout() -> Option<Layout> {
-    // The effective uid from /proc avoids `unsafe { geteuid() }` and a libc dependency.
-    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(1).map(str::to_string));
-    if euid.as_deref() != Some("0") {
-        println!("skipped: not running as root (euid {euid:?})");
-        return None;
-    }
-    let layout = match Layout::detect() {
-        Ok(l) => l,
-        Err(e) => {
-            println!("skipped: no cgroup layout detected: {e}");
-            return None;
-        }
-    };
-    let probe_dir = layout
-        .controller(Controller::Memory)
-        .map(|m| m.path().to_path_buf())
-        .or_else(|| layout.v2_mount().map(Path::to_path_buf));
-    let Some(probe_dir) = probe_dir else {
-        println!("skipped: no memory controller mounted");
-        return None;
-    };
-    let probe = probe_dir.join(format!("presage-probe-{}", std::process::id()));
-    match fs::create_dir(&probe) {
-        Ok(()) => {
-            let _ = fs::remove_dir(&probe);
-            Some(layout)
-        }
-        Err(e) => {
-            println!("skipped: cgroupfs not writable ({}): {e}", probe.display());
-            None
-        }
-    }
-}
+use common::{CgroupGuard, ChildGuard, writable_layout};
+use presage_linux::{Cgroup, CgroupManager, Controller, CpuMax};
 
 fn read_trimmed(path: &Path) -> String {
     match fs::read_to_string(path) {

@@ -22,6 +22,9 @@ pub struct AllocationInput<'a> {
     /// How far ahead a decision must look, in seconds: the time until the next decision
     /// plus the actuation delay. A limit set now must hold until then.
     pub horizon_s: u32,
+    /// Seconds of this workload's behaviour its profile has seen, counting a profile
+    /// restored from earlier runs of the same code (known code needs no warm-up).
+    pub history_s: f64,
 }
 
 /// Limits an allocator proposes, before the safety rules.

@@ -43,6 +43,13 @@ pub struct PredictiveConfig {
     /// After an OOM kill or throttling, the limit goes to at least the de-censored
     /// demand × this.
     pub repair_ratio: f64,
+    /// The same for memory after an OOM kill. Memory demand above the limit is never
+    /// seen (the kernel kills at the limit), so a larger step finds it in fewer kills.
+    pub memory_repair_ratio: f64,
+    /// Seconds of history (this run's plus a restored profile's) below which a resource
+    /// is neither released nor capped for the first time: unknown code keeps the limits
+    /// it came with until the models have seen it (0: decide from the first sample).
+    pub warmup_s: u32,
     /// Seconds after a repair during which that resource is not released (so a repair
     /// is not undone by the next forecast that has not yet learned from it).
     pub repair_hold_s: u32,
@@ -78,6 +85,8 @@ impl PredictiveConfig {
             release_rate: 1.0,
             bursty_hold_factor: 2.0,
             repair_ratio: 1.2,
+            memory_repair_ratio: 1.2,
+            warmup_s: 0,
             repair_hold_s: 3600,
             lookahead_s: 3600,
         })
@@ -169,14 +178,22 @@ impl PredictiveState {
         };
         let current = input.current.hard(resource);
         if starved && let Some(d) = demand {
-            let repair = d * self.config.repair_ratio;
+            let ratio = match resource {
+                Resource::Memory => self.config.memory_repair_ratio,
+                _ => self.config.repair_ratio,
+            };
+            let repair = d * ratio;
             if current.is_none_or(|c| repair > c) {
                 self.below_since.set(resource, None);
                 self.repaired_at.set(resource, Some(input.now));
                 return Move::Repair(repair.max(want));
             }
         }
+        let warming = input.history_s < f64::from(self.config.warmup_s);
         let Some(current) = current else {
+            if warming {
+                return Move::Keep;
+            }
             return Move::Raise {
                 to: want,
                 reactive: false,
@@ -204,7 +221,7 @@ impl PredictiveState {
             .repaired_at
             .get(resource)
             .is_some_and(|t| input.now.secs_since(t) < f64::from(self.config.repair_hold_s));
-        if recently_repaired || input.now.secs_since(since) < hold {
+        if warming || recently_repaired || input.now.secs_since(since) < hold {
             return Move::Keep;
         }
         want = want.max(current * (1.0 - self.config.release_rate.clamp(0.0, 1.0)));

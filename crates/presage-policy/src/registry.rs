@@ -68,7 +68,15 @@ pub fn build_presage_with(
     price: f64,
     extra: Vec<Arc<dyn ForecasterFactory>>,
 ) -> Result<PolicyParts, PolicyError> {
-    let config = PredictiveConfig::priced(price, MEMORY_PER_CORE)?;
+    build_presage_configured(PredictiveConfig::priced(price, MEMORY_PER_CORE)?, extra)
+}
+
+/// presage with an explicit allocator `config` (the live agent tunes its time constants
+/// to a 1-second cadence) and `extra` ensemble members.
+pub fn build_presage_configured(
+    config: PredictiveConfig,
+    extra: Vec<Arc<dyn ForecasterFactory>>,
+) -> Result<PolicyParts, PolicyError> {
     let model_error = |e: presage_forecast::ForecastError| PolicyError {
         field: "presage models".into(),
         value: e.to_string(),

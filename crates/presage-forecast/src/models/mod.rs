@@ -3,5 +3,6 @@
 
 pub mod histogram_model;
 pub mod holt_winters;
+pub mod periodic;
 pub mod segmented;
 pub mod window;

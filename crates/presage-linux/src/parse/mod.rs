@@ -4,12 +4,19 @@
 //! so they are tested with literal strings. Unknown keys are ignored because kernels add
 //! keys over time; a missing key that presage relies on is an error naming it.
 
+mod limits;
+mod net;
 mod psi;
 mod v1;
 mod v2;
 
 use std::path::Path;
 
+pub use limits::{
+    DeviceRate, V1_UNLIMITED_BYTES, parse_blkio_throttle_device, parse_cfs_quota, parse_cpu_max,
+    parse_io_max, parse_max_or_u64, parse_v1_bytes_limit,
+};
+pub use net::{NetDevEntry, parse_net_dev, parse_netns_link};
 pub use psi::{Pressure, PressureLine, parse_pressure};
 pub use v1::{
     BlkioDevice, V1CpuStat, V1MemoryStat, V1OomControl, parse_blkio_io_service_bytes,

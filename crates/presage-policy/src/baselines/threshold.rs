@@ -330,6 +330,7 @@ mod tests {
             current,
             policy: &policy,
             horizon_s: 300,
+            history_s: f64::INFINITY,
         })
     }
 
@@ -441,6 +442,7 @@ mod tests {
                 current: &current,
                 policy: &policy,
                 horizon_s: 300,
+                history_s: f64::INFINITY,
             };
             if let Some(p) = a.allocate(&input) {
                 let new = safety::enforce(&p.limits, &current, s.usage(), &policy);
@@ -490,6 +492,7 @@ mod tests {
                 current: &current,
                 policy: &policy,
                 horizon_s: 300,
+                history_s: f64::INFINITY,
             };
             if let Some(p) = a.allocate(&input) {
                 current = safety::enforce(&p.limits, &current, s.usage(), &policy);

@@ -75,6 +75,8 @@ fn ask(
         current,
         policy: &policy,
         horizon_s: 300,
+        // The tests' clocks start at 0 with the workload.
+        history_s: t as f64,
     })
 }
 
@@ -350,6 +352,7 @@ proptest! {
                 current: &current,
                 policy: &policy,
                 horizon_s: 300,
+                history_s: f64::INFINITY,
             }) else { continue };
             for r in [Resource::Cpu, Resource::Memory] {
                 if let (Some(old), Some(new)) = (current.hard(r), p.limits.hard(r)) {
@@ -368,4 +371,47 @@ proptest! {
             current = applied;
         }
     }
+}
+
+#[test]
+fn warm_up_keeps_the_limits_unknown_code_came_with_then_decides() {
+    let family = Predictive::new(PredictiveConfig {
+        warmup_s: 600,
+        ..config()
+    });
+    let unlimited = Limits::unlimited();
+    let mut state = family.create(&WorkloadId::new("w").expect("id"), &unlimited);
+    let s = sample(0, 1.0, 0.5 * GIB, Events::default());
+    let f = forecast(0, cpu_dist(), mem_dist(GIB));
+    assert!(
+        ask(state.as_mut(), 0, &s, &f, &unlimited).is_none(),
+        "no cap while warming"
+    );
+    let s = sample(300, 1.0, 0.5 * GIB, Events::default());
+    let f = forecast(300, cpu_dist(), mem_dist(GIB));
+    assert!(ask(state.as_mut(), 300, &s, &f, &unlimited).is_none());
+    let s = sample(600, 1.0, 0.5 * GIB, Events::default());
+    let f = forecast(600, cpu_dist(), mem_dist(GIB));
+    let p = ask(state.as_mut(), 600, &s, &f, &unlimited).expect("capped after warm-up");
+    assert!(p.limits.cpu_quota_cores().is_some());
+}
+
+#[test]
+fn memory_repairs_by_their_own_ratio() {
+    let family = Predictive::new(PredictiveConfig {
+        memory_repair_ratio: 2.0,
+        ..config()
+    });
+    let current = limits(2.0, GIB);
+    let mut state = family.create(&WorkloadId::new("w").expect("id"), &current);
+    let killed = Events {
+        oom_kills: 1,
+        ..Events::default()
+    };
+    // Killed at a 1 GiB limit: demand ≥ 1.2 GiB (the OOM de-censoring), × 2.
+    let s = sample(0, 1.0, GIB, killed);
+    let f = forecast(0, cpu_dist(), mem_dist(0.5 * GIB));
+    let p = ask(state.as_mut(), 0, &s, &f, &current).expect("repair");
+    let m = p.limits.memory_max_bytes().expect("memory");
+    assert!((m - 2.4 * GIB).abs() < 1.0, "{m}");
 }

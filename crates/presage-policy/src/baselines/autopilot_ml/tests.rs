@@ -397,6 +397,7 @@ fn run(factory: &dyn AllocatorFactory, initial: Limits, demand: &[(f64, f64)]) -
             current: &limits,
             policy: &policy,
             horizon_s: 300,
+            history_s: f64::INFINITY,
         };
         if let Some(p) = alloc.allocate(&input) {
             let new = safety::enforce(&p.limits, &limits, sample.usage(), &policy);

@@ -72,6 +72,7 @@ fn ask(
         current,
         policy: &policy,
         horizon_s: 300,
+        history_s: f64::INFINITY,
     }))
 }
 
@@ -207,6 +208,7 @@ fn drive(
             current: limits,
             policy: &policy,
             horizon_s: 300,
+            history_s: f64::INFINITY,
         };
         if let Some(p) = alloc.allocate(&input) {
             let new = safety::enforce(&p.limits, limits, s.usage(), &policy);
@@ -274,6 +276,7 @@ fn cost_per_sample() -> TestResult {
             current: &limits,
             policy: &policy,
             horizon_s: 300,
+            history_s: f64::INFINITY,
         };
         if let Some(p) = alloc.allocate(&input) {
             limits = p.limits;
@@ -310,6 +313,7 @@ proptest! {
                 current: &limits,
                 policy: &policy,
                 horizon_s: 300,
+                history_s: f64::INFINITY,
             };
             if let Some(p) = alloc.allocate(&input) {
                 for r in [Resource::Cpu, Resource::Memory] {

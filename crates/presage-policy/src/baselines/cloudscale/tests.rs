@@ -166,6 +166,7 @@ fn allocate(a: &mut dyn Allocator, s: &Sample, current: &Limits) -> Option<Propo
         current,
         policy: &policy,
         horizon_s: 300,
+        history_s: f64::INFINITY,
     })
 }
 

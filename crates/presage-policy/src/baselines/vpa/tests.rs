@@ -73,6 +73,7 @@ fn ask(
         current,
         policy: &policy,
         horizon_s: 60,
+        history_s: f64::INFINITY,
     }))
 }
 
@@ -298,6 +299,7 @@ fn drive(
             current: limits,
             policy: &policy,
             horizon_s: 300,
+            history_s: f64::INFINITY,
         };
         if let Some(p) = alloc.allocate(&input) {
             let new = safety::enforce(&p.limits, limits, s.usage(), &policy);
@@ -364,6 +366,7 @@ fn cost_per_sample() -> TestResult {
             current: &limits,
             policy: &policy,
             horizon_s: 300,
+            history_s: f64::INFINITY,
         };
         if let Some(p) = alloc.allocate(&input) {
             limits = p.limits;
@@ -400,6 +403,7 @@ proptest! {
                 current: &limits,
                 policy: &policy,
                 horizon_s: 300,
+                history_s: f64::INFINITY,
             };
             if let Some(p) = alloc.allocate(&input) {
                 for r in [Resource::Cpu, Resource::Memory] {

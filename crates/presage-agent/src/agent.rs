@@ -1,0 +1,578 @@
+//! The live harness: the engine driving real cgroups. Discovery finds workloads, the
+//! sampler reads them, the engine decides, the actuator writes; the ledger remembers
+//! what to put back.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use presage_core::{Limits, Resource, Sample, Timestamp, WorkloadId, WorkloadKey};
+use presage_engine::{Engine, EngineConfig, TickReport, WorkloadSpec};
+use presage_forecast::{ForecasterFactory, Periodic, PeriodicConfig};
+use presage_linux::{Cgroup, CgroupManager, Layout};
+use presage_policy::{PredictiveConfig, WorkloadPolicy};
+use tracing::{info, warn};
+
+use crate::actuator::{CgroupActuator, Registry, WriteLog, write_limits};
+use crate::config::{AgentConfig, Mode};
+use crate::error::AgentError;
+use crate::identity::CodeIdCache;
+use crate::ledger::{Adoption, Ledger};
+use crate::log::DecisionLog;
+use crate::registration::Registration;
+use crate::sampler::Reading;
+
+/// The current time as a presage timestamp.
+pub fn now() -> Timestamp {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    Timestamp::from_unix_ms(ms)
+}
+
+/// Where an agent keeps its state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Persistence {
+    /// Ledger, decision log and registrations under this directory.
+    DataDir(PathBuf),
+    /// Nothing on disk (a standalone `presage run`).
+    Ephemeral,
+}
+
+/// What one agent tick did, beyond the engine's own report.
+#[derive(Debug, Default)]
+pub struct AgentTick {
+    /// The engine's report (decisions are empty in observe mode).
+    pub report: TickReport,
+    /// Workloads adopted in this tick.
+    pub adopted: Vec<WorkloadId>,
+    /// Workloads released (gone or no longer discovered).
+    pub released: Vec<WorkloadId>,
+    /// Seconds from reading a workload's sample to its limit being written, per write.
+    pub latencies_s: Vec<f64>,
+    /// Problems met (sampling, adoption) that did not stop the tick.
+    pub problems: Vec<String>,
+}
+
+/// An explicitly managed workload (a `presage run` child) rather than a discovered one.
+#[derive(Debug, Clone)]
+pub struct Explicit {
+    /// The cgroup, relative to the hierarchy root.
+    pub cgroup: String,
+    /// What it is.
+    pub key: WorkloadKey,
+    /// Its policy.
+    pub policy: WorkloadPolicy,
+}
+
+/// The engine, wired to cgroups.
+#[derive(Debug)]
+pub struct Agent {
+    config: AgentConfig,
+    layout: Layout,
+    engine: Engine,
+    sampler: crate::sampler::Sampler,
+    registry: Registry,
+    writes: WriteLog,
+    ledger: Ledger,
+    log: Option<DecisionLog>,
+    registrations: Option<PathBuf>,
+    codes: CodeIdCache,
+    explicit: BTreeSet<WorkloadId>,
+    discover: bool,
+    last_discovery: Option<Timestamp>,
+}
+
+impl Agent {
+    /// An agent with `config` (its mode, policy, discovery, paths), keeping state as
+    /// `persistence` says. `discover` off means only [`Agent::adopt_explicit`] workloads
+    /// are managed.
+    pub fn new(
+        config: AgentConfig,
+        persistence: Persistence,
+        discover: bool,
+    ) -> Result<Agent, AgentError> {
+        let layout = Layout::detect_at(&config.cgroup_root, &config.mountinfo)?;
+        let parts = build_policy(&config)?;
+        presage_linux::hold_files_open(file_budget());
+        let registry: Registry = Arc::new(Mutex::new(HashMap::new()));
+        let writes: WriteLog = Arc::new(Mutex::new(Vec::new()));
+        let actuator = CgroupActuator::new(config.mode, registry.clone(), writes.clone());
+        let engine_config = EngineConfig {
+            horizons_s: config.horizons_s.clone(),
+            decide_every_s: config.decide_every_s,
+            default_policy: config.default_policy.clone(),
+            ..EngineConfig::default()
+        };
+        let mut builder = Engine::builder(parts.allocator)
+            .config(engine_config)
+            .actuator(Box::new(actuator));
+        if let Some(f) = parts.forecaster {
+            builder = builder.forecaster(f);
+        }
+        let engine = builder.build()?;
+        let (ledger, log, registrations) = match &persistence {
+            Persistence::DataDir(dir) => {
+                std::fs::create_dir_all(dir).map_err(|source| AgentError::Io {
+                    context: format!("creating data dir {}", dir.display()),
+                    source,
+                })?;
+                let log = match config.mode {
+                    Mode::Observe => None,
+                    _ => Some(DecisionLog::open(&dir.join("decisions.jsonl"))?),
+                };
+                (
+                    Ledger::open(&dir.join("adopted.json"))?,
+                    log,
+                    Some(dir.join("registrations")),
+                )
+            }
+            Persistence::Ephemeral => (Ledger::ephemeral(), None, None),
+        };
+        let proc_root = config.network.then(|| config.proc_root.clone());
+        info!(mode = %config.mode, layout = ?layout.mode(), policy = %config.policy, "agent ready");
+        Ok(Agent {
+            sampler: crate::sampler::Sampler::new(proc_root),
+            config,
+            layout,
+            engine,
+            registry,
+            writes,
+            ledger,
+            log,
+            registrations,
+            codes: CodeIdCache::default(),
+            explicit: BTreeSet::new(),
+            discover,
+            last_discovery: None,
+        })
+    }
+
+    /// The host's cgroup layout.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The engine (for views of the managed workloads).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &AgentConfig {
+        &self.config
+    }
+
+    /// Manages the cgroup of `explicit` from now on, whatever discovery says.
+    pub fn adopt_explicit(&mut self, explicit: Explicit) -> Result<WorkloadId, AgentError> {
+        let id = WorkloadId::new(&explicit.cgroup)?;
+        self.adopt(&explicit.cgroup, Some((explicit.key, explicit.policy)))?;
+        self.explicit.insert(id.clone());
+        Ok(id)
+    }
+
+    /// One pass: discover (when due), sample, decide, actuate, record.
+    pub fn tick(&mut self, now: Timestamp) -> AgentTick {
+        let mut tick = AgentTick::default();
+        if self.discover
+            && self
+                .last_discovery
+                .is_none_or(|t| now.secs_since(t) >= f64::from(self.config.rediscover_every_s))
+        {
+            self.last_discovery = Some(now);
+            self.rediscover(now, &mut tick);
+        }
+        // One workload at a time, read → decide → write, so each limit lands within
+        // milliseconds of its sample rather than after the whole host was read. (The
+        // agent sets no node capacity, so no decision couples two workloads.)
+        let mut report = TickReport {
+            now,
+            ..TickReport::default()
+        };
+        let mut gone = Vec::new();
+        for i in 0..self.sampler.len() {
+            match self.sampler.read(i, now) {
+                Reading::Sample(sample, read_at) => {
+                    let sample = self.decensor(&sample);
+                    let one = self.engine.tick(now, std::slice::from_ref(&sample));
+                    self.note_latency(read_at, &mut tick);
+                    merge(&mut report, one);
+                }
+                Reading::Gone(id) => gone.push(id),
+                Reading::Failed(id, message) => {
+                    tick.problems.push(format!("sampling {id}: {message}"));
+                }
+                Reading::Nothing => {}
+            }
+        }
+        self.sampler.drop_gone(&gone);
+        for id in &gone {
+            self.release(id, now, &mut tick);
+        }
+        if self.config.mode == Mode::Observe {
+            report.decisions.clear();
+        } else if let Some(log) = self.log.as_mut()
+            && let Err(e) = log.append(self.config.mode, &report.decisions)
+        {
+            tick.problems.push(e.to_string());
+        }
+        tick.report = report;
+        tick
+    }
+
+    /// Ticks every `interval_s` until `stop` is set; `on_tick` sees each tick.
+    pub fn run_until(&mut self, stop: &AtomicBool, mut on_tick: impl FnMut(&Agent, &AgentTick)) {
+        let interval = Duration::from_secs_f64(self.config.interval_s);
+        let mut next = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            let tick = self.tick(now());
+            on_tick(self, &tick);
+            next += interval;
+            let behind = Instant::now().saturating_duration_since(next);
+            if behind > interval {
+                // Fell behind (a stalled host): skip the missed ticks instead of bursting.
+                next = Instant::now();
+            }
+            sleep_until(next, stop);
+        }
+    }
+
+    /// Stops managing: restores adopted limits (enforce mode, when `restore`), saves
+    /// profiles, and forgets what was restored. Returns problems met.
+    pub fn shutdown(&mut self, restore: bool) -> Vec<String> {
+        let at = now();
+        let mut problems = Vec::new();
+        // Workloads that ended since the last tick have nothing to restore.
+        let mut pruned = AgentTick::default();
+        for id in self.sampler.round(at).gone {
+            self.release(&id, at, &mut pruned);
+        }
+        problems.extend(pruned.problems);
+        if self.config.mode == Mode::Enforce && restore {
+            let (done, issues) = self.engine.restore_adopted_limits(at);
+            info!(restored = done.len(), "restored adopted limits");
+            if let Some(log) = self.log.as_mut()
+                && let Err(e) = log.append(self.config.mode, &done)
+            {
+                problems.push(e.to_string());
+            }
+            problems.extend(issues.into_iter().map(|i| i.message));
+        }
+        if let Err(e) = self.engine.save_profiles(at) {
+            problems.push(e.to_string());
+        }
+        // Restored, or told to keep presage's limits: either way the ledger has nothing
+        // left to put back on the next start.
+        let cgroups: Vec<String> = self.engine.workloads().map(|w| w.id.to_string()).collect();
+        if let Err(e) = self.ledger.forget(cgroups.iter().map(String::as_str)) {
+            problems.push(e.to_string());
+        }
+        problems
+    }
+
+    /// After an OOM kill the working set reads what the survivors hold, not what the
+    /// workload asked for: the kernel killed at the limit, so the interval's demand
+    /// reached it. Reported that way, a live OOM reads as a trace's does (usage clamped
+    /// at the limit), and the allocator repairs from the limit, not from the survivors.
+    fn decensor(&self, sample: &Sample) -> Sample {
+        let limit = self
+            .engine
+            .workload(sample.workload())
+            .and_then(|w| w.limits.memory_max_bytes());
+        let used = sample.usage().memory_bytes();
+        match (limit, used) {
+            (Some(limit), Some(used)) if sample.events().oom_kills > 0 && used < limit => {
+                decensored(sample, limit).unwrap_or_else(|| sample.clone())
+            }
+            _ => sample.clone(),
+        }
+    }
+
+    fn rediscover(&mut self, now: Timestamp, tick: &mut AgentTick) {
+        let found = match presage_linux::discover(&self.layout, &self.config.discovery) {
+            Ok(found) => found,
+            Err(e) => {
+                tick.problems.push(format!("discovery: {e}"));
+                return;
+            }
+        };
+        let own = own_cgroups(&self.config.proc_root);
+        let found: BTreeSet<String> = found
+            .into_iter()
+            .map(|d| d.relative)
+            .filter(|r| !own.contains(r))
+            .collect();
+        let managed: Vec<WorkloadId> = self.engine.workloads().map(|w| w.id.clone()).collect();
+        for id in managed {
+            if !found.contains(id.as_str()) && !self.explicit.contains(&id) {
+                self.release(&id, now, tick);
+            }
+        }
+        for cgroup in found {
+            let known =
+                WorkloadId::new(&cgroup).is_ok_and(|id| self.engine.workload(&id).is_some());
+            if known {
+                continue;
+            }
+            match self.adopt(&cgroup, None) {
+                Ok(id) => tick.adopted.push(id),
+                Err(e) => tick.problems.push(format!("adopting {cgroup}: {e}")),
+            }
+        }
+    }
+
+    fn adopt(
+        &mut self,
+        cgroup: &str,
+        given: Option<(WorkloadKey, WorkloadPolicy)>,
+    ) -> Result<WorkloadId, AgentError> {
+        let id = WorkloadId::new(cgroup)?;
+        let cg = Arc::new(Cgroup::open(&self.layout, cgroup)?);
+        let current = cg.read_limits()?;
+        let registered = self.registration(cgroup);
+        let (key, policy) = match given.or(registered) {
+            Some(kp) => kp,
+            None => (
+                self.key_of(cg.as_ref(), cgroup)?,
+                self.config.default_policy.clone(),
+            ),
+        };
+        let original = match self.ledger.get(cgroup) {
+            // Adopted before a crash: put back what the operator had, then start over
+            // from there, so the engine's idea of the limits matches the kernel's.
+            Some(before) => {
+                let original = before.limits;
+                if original != current && self.config.mode == Mode::Enforce {
+                    write_limits(cg.as_ref(), &current, &original)?;
+                    info!(
+                        cgroup,
+                        "re-adopted after a restart; restored its original limits"
+                    );
+                }
+                original
+            }
+            None => {
+                self.ledger.record(Adoption {
+                    cgroup: cgroup.to_string(),
+                    limits: current,
+                    adopted_at: now(),
+                    key: key.clone(),
+                })?;
+                current
+            }
+        };
+        self.engine.adopt(WorkloadSpec {
+            id: id.clone(),
+            key,
+            limits: original,
+            policy,
+        })?;
+        self.registry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id.clone(), cg.clone());
+        self.sampler.track(id.clone(), cg);
+        Ok(id)
+    }
+
+    fn release(&mut self, id: &WorkloadId, now: Timestamp, tick: &mut AgentTick) {
+        self.sampler.untrack(id);
+        self.registry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id);
+        self.explicit.remove(id);
+        if let Err(e) = self.engine.release(id, now) {
+            tick.problems.push(format!("releasing {id}: {e}"));
+        }
+        if let Err(e) = self.ledger.forget([id.as_str()]) {
+            tick.problems.push(e.to_string());
+        }
+        tick.released.push(id.clone());
+    }
+
+    fn key_of(&mut self, cg: &Cgroup, cgroup: &str) -> Result<WorkloadKey, AgentError> {
+        let first = cg.processes()?.and_then(|p| p.first().copied());
+        if let Some(key) =
+            first.and_then(|pid| self.codes.key_of_process(&self.config.proc_root, pid))
+        {
+            return Ok(key);
+        }
+        // No readable process (empty, kernel threads): the path is all we know.
+        Ok(WorkloadKey::for_code(format!("cgroup:{cgroup}"))?)
+    }
+
+    fn registration(&self, cgroup: &str) -> Option<(WorkloadKey, WorkloadPolicy)> {
+        let dir = self.registrations.as_ref()?;
+        match Registration::read(dir, cgroup) {
+            Ok(Some(r)) => Some((r.key, r.policy)),
+            Ok(None) => None,
+            Err(e) => {
+                warn!(cgroup, error = %e, "ignoring unreadable registration");
+                None
+            }
+        }
+    }
+
+    fn note_latency(&self, read_at: Instant, tick: &mut AgentTick) {
+        let writes =
+            std::mem::take(&mut *self.writes.lock().unwrap_or_else(PoisonError::into_inner));
+        for (_, written) in writes {
+            tick.latencies_s
+                .push(written.saturating_duration_since(read_at).as_secs_f64());
+        }
+    }
+}
+
+/// Adds one workload's tick report to the whole tick's.
+fn merge(into: &mut TickReport, one: TickReport) {
+    into.samples_used += one.samples_used;
+    into.samples_from_future += one.samples_from_future;
+    into.samples_out_of_order += one.samples_out_of_order;
+    into.adopted.extend(one.adopted);
+    into.decisions.extend(one.decisions);
+    into.alerts.extend(one.alerts);
+    into.responses.extend(one.responses);
+    into.issues.extend(one.issues);
+}
+
+fn build_policy(config: &AgentConfig) -> Result<presage_policy::registry::PolicyParts, AgentError> {
+    let bad = |message: String| AgentError::Policy {
+        name: config.policy.clone(),
+        message,
+    };
+    let info = presage_policy::registry::find(&config.policy)
+        .ok_or_else(|| bad("unknown allocation rule".into()))?;
+    let knob = config.knob.unwrap_or(info.default_knob);
+    if info.name != "presage" {
+        return (info.build)(knob).map_err(|e| bad(e.to_string()));
+    }
+    let tuning = config.presage;
+    let mut predictive = PredictiveConfig::priced(knob, presage_policy::registry::MEMORY_PER_CORE)
+        .map_err(|e| bad(e.to_string()))?;
+    predictive.lookahead_s = tuning.lookahead_s;
+    predictive.repair_hold_s = tuning.repair_hold_s;
+    predictive.warmup_s = tuning.warmup_s;
+    predictive.memory_repair_ratio = tuning.memory_repair_ratio;
+    let mut extra: Vec<Arc<dyn ForecasterFactory>> = Vec::new();
+    if tuning.periodic {
+        extra.push(Arc::new(
+            Periodic::new(PeriodicConfig::default()).map_err(|e| bad(e.to_string()))?,
+        ));
+    }
+    presage_policy::registry::build_presage_configured(predictive, extra)
+        .map_err(|e| bad(e.to_string()))
+}
+
+/// How many cgroup files the agent may keep open: the soft `RLIMIT_NOFILE`, raised to
+/// the hard one, less a reserve for everything else the process opens.
+pub fn file_budget() -> usize {
+    const RESERVE: u64 = 512;
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+    }
+    let budget = lim.rlim_cur.saturating_sub(RESERVE).min(65_536);
+    usize::try_from(budget).unwrap_or(0)
+}
+
+fn decensored(sample: &Sample, memory: f64) -> Option<Sample> {
+    let mut usage = *sample.usage();
+    usage.set(Resource::Memory, memory).ok()?;
+    Sample::new(
+        sample.at(),
+        sample.workload().clone(),
+        sample.interval_ms(),
+        usage,
+    )
+    .ok()?
+    .with_pressure(*sample.pressure())
+    .with_events(*sample.events())
+    .ok()
+}
+
+/// The cgroups this process is in (every hierarchy): the agent never manages itself —
+/// a limit it set on itself could starve the very loop that would lift it.
+fn own_cgroups(proc_root: &Path) -> BTreeSet<String> {
+    std::fs::read_to_string(proc_root.join("self/cgroup"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.splitn(3, ':').nth(2))
+        .map(|p| p.trim_start_matches('/').to_string())
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+fn sleep_until(deadline: Instant, stop: &AtomicBool) {
+    // Short naps so a signal is acted on within 50 ms even at long intervals.
+    while !stop.load(Ordering::Relaxed) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(50)));
+    }
+}
+
+/// The limits a workload ends up with when adopted: for callers that set limits before
+/// adoption (a `presage run` budget).
+pub fn apply_initial_limits(cg: &Cgroup, limits: &Limits) -> Result<(), AgentError> {
+    let current = cg.read_limits()?;
+    write_limits(cg, &current, limits)?;
+    Ok(())
+}
+
+/// The agent's data paths, for other commands that look at a running agent's state.
+pub fn decision_log_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("decisions.jsonl")
+}
+
+#[cfg(test)]
+mod tests {
+    use presage_core::{Events, Usage};
+
+    use super::*;
+
+    #[test]
+    fn an_oom_interval_reads_at_least_the_limit() {
+        let usage = Usage::empty()
+            .with(Resource::Memory, 60e6)
+            .unwrap()
+            .with(Resource::Cpu, 0.3)
+            .unwrap();
+        let s = Sample::new(
+            Timestamp::from_unix_secs(10),
+            WorkloadId::new("w").unwrap(),
+            1000,
+            usage,
+        )
+        .unwrap()
+        .with_events(Events {
+            oom_kills: 1,
+            ..Events::default()
+        })
+        .unwrap();
+        let d = decensored(&s, 200e6).unwrap();
+        assert_eq!(d.usage().memory_bytes(), Some(200e6));
+        assert_eq!(d.usage().cpu_cores(), Some(0.3));
+        assert_eq!(d.events().oom_kills, 1);
+        assert_eq!(d.at(), s.at());
+    }
+}

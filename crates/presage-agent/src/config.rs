@@ -1,0 +1,256 @@
+//! The agent's settings: a TOML file over embedded defaults, so the agent runs with no
+//! file at all and a file needs only the keys it changes.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use presage_linux::DiscoveryConfig;
+use presage_policy::WorkloadPolicy;
+use serde::{Deserialize, Serialize};
+
+use crate::error::AgentError;
+
+/// The embedded defaults, also shipped as the reference config (`presage agent
+/// --print-config`).
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("default_agent.toml");
+
+/// What the agent may do to the workloads it manages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Sample and learn profiles; never write a limit and record no decisions.
+    Observe,
+    /// Compute decisions and record them, without applying them.
+    Recommend,
+    /// Apply decisions to the cgroups.
+    Enforce,
+}
+
+impl Mode {
+    /// The name used in configs and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Observe => "observe",
+            Mode::Recommend => "recommend",
+            Mode::Enforce => "enforce",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "observe" => Ok(Mode::Observe),
+            "recommend" => Ok(Mode::Recommend),
+            "enforce" => Ok(Mode::Enforce),
+            other => Err(format!(
+                "unknown mode {other:?} (expected observe, recommend or enforce)"
+            )),
+        }
+    }
+}
+
+/// Everything the agent reads from its config file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// What the agent may do.
+    pub mode: Mode,
+    /// Seconds between reads of every managed cgroup.
+    pub interval_s: f64,
+    /// Seconds between allocation decisions per workload.
+    pub decide_every_s: u32,
+    /// Seconds between walks of the cgroup tree.
+    pub rediscover_every_s: u32,
+    /// Restore adopted limits on shutdown.
+    pub restore_on_exit: bool,
+    /// The allocation rule's name.
+    pub policy: String,
+    /// The rule's knob; `None` keeps its default.
+    #[serde(default)]
+    pub knob: Option<f64>,
+    /// Ledger, decision log and registrations.
+    pub data_dir: PathBuf,
+    /// The cgroup filesystem root.
+    pub cgroup_root: PathBuf,
+    /// The mount table the layout is detected from.
+    pub mountinfo: PathBuf,
+    /// The proc filesystem (process identity, network namespaces).
+    pub proc_root: PathBuf,
+    /// Read per-namespace network counters.
+    pub network: bool,
+    /// Forecast horizons, seconds.
+    pub horizons_s: Vec<u32>,
+    /// Which cgroups are workloads.
+    #[serde(default)]
+    pub discovery: DiscoveryConfig,
+    /// The policy of every workload without a more specific one.
+    #[serde(default)]
+    pub default_policy: WorkloadPolicy,
+    /// presage's allocator at the live cadence.
+    #[serde(default)]
+    pub presage: PresageTuning,
+}
+
+/// How the presage rule is tuned for a host sampled every second (its defaults are
+/// tuned on 5-minute traces).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PresageTuning {
+    /// Add the periodic model (periods of seconds to minutes) to the ensemble.
+    pub periodic: bool,
+    /// How far ahead a predicted level shift is provisioned (0: only until the next
+    /// decision — the periodic model raises just in time, and holding for a longer
+    /// look-ahead would pin limits at every cycle's peak).
+    pub lookahead_s: u32,
+    /// Seconds after an OOM or throttling repair during which that resource is not
+    /// released.
+    pub repair_hold_s: u32,
+    /// Seconds a newly adopted workload keeps the limits it came with while the models
+    /// learn it (long enough to see a few cycles of a periodic workload).
+    pub warmup_s: u32,
+    /// Memory is raised to this × the limit it was killed at after an OOM kill.
+    pub memory_repair_ratio: f64,
+}
+
+impl Default for PresageTuning {
+    fn default() -> Self {
+        PresageTuning {
+            periodic: true,
+            lookahead_s: 0,
+            repair_hold_s: 120,
+            warmup_s: 300,
+            memory_repair_ratio: 1.5,
+        }
+    }
+}
+
+impl AgentConfig {
+    /// The embedded defaults.
+    pub fn embedded() -> Result<AgentConfig, AgentError> {
+        AgentConfig::from_toml(DEFAULT_CONFIG_TOML, Path::new("<embedded defaults>"))
+    }
+
+    /// The defaults overlaid with the keys of the TOML file at `path`.
+    pub fn load(path: &Path) -> Result<AgentConfig, AgentError> {
+        let text = std::fs::read_to_string(path).map_err(|source| AgentError::Io {
+            context: format!("reading config {}", path.display()),
+            source,
+        })?;
+        AgentConfig::from_toml(&text, path)
+    }
+
+    /// The defaults overlaid with the keys of `text` (`origin` names it in errors).
+    pub fn from_toml(text: &str, origin: &Path) -> Result<AgentConfig, AgentError> {
+        let bad = |message: String| AgentError::Config {
+            file: origin.to_path_buf(),
+            message,
+        };
+        let mut merged: toml::Table = toml::from_str(DEFAULT_CONFIG_TOML)
+            .map_err(|e| bad(format!("embedded defaults: {e}")))?;
+        let overlay: toml::Table = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
+        merge(&mut merged, overlay);
+        let config: AgentConfig = merged
+            .try_into()
+            .map_err(|e: toml::de::Error| bad(e.to_string()))?;
+        config.validate().map_err(bad)?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if !(self.interval_s.is_finite() && (0.05..=3600.0).contains(&self.interval_s)) {
+            return Err(format!(
+                "field `interval_s`: {} is outside 0.05..=3600 seconds",
+                self.interval_s
+            ));
+        }
+        if presage_policy::registry::find(&self.policy).is_none() {
+            let names: Vec<_> = presage_policy::registry::all()
+                .iter()
+                .map(|p| p.name)
+                .collect();
+            return Err(format!(
+                "field `policy`: unknown rule {:?} (known: {})",
+                self.policy,
+                names.join(", ")
+            ));
+        }
+        if self.horizons_s.is_empty() || self.horizons_s.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(format!(
+                "field `horizons_s`: {:?} must be non-empty and increasing",
+                self.horizons_s
+            ));
+        }
+        self.default_policy
+            .validate()
+            .map_err(|e| format!("table `default_policy`: {e}"))
+    }
+}
+
+/// Overlays `overlay` on `base`, table by table, so a file can change one key of a
+/// nested table without restating the others.
+fn merge(base: &mut toml::Table, overlay: toml::Table) {
+    for (key, value) in overlay {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(key, v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_defaults_parse_and_validate() {
+        let c = AgentConfig::embedded().unwrap();
+        assert_eq!(c.mode, Mode::Recommend);
+        assert!((c.interval_s - 1.0).abs() < 1e-12);
+        assert_eq!(c.policy, "presage");
+        assert!(c.restore_on_exit);
+    }
+
+    #[test]
+    fn a_file_changes_only_its_keys() {
+        let c = AgentConfig::from_toml(
+            "mode = \"enforce\"\n[discovery]\nexclude = [\"system.slice/ssh.service\"]\n",
+            Path::new("a.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.mode, Mode::Enforce);
+        assert_eq!(c.decide_every_s, 10);
+        assert_eq!(c.discovery.exclude, vec!["system.slice/ssh.service"]);
+        assert!(!c.discovery.roots.is_empty(), "roots keep their default");
+    }
+
+    #[test]
+    fn errors_name_the_file_and_field() {
+        let e = AgentConfig::from_toml("interval_s = 0.0\n", Path::new("/etc/p.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/etc/p.toml") && e.contains("interval_s"), "{e}");
+        let e = AgentConfig::from_toml("polcy = \"x\"\n", Path::new("p.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("polcy"), "{e}");
+        let e = AgentConfig::from_toml("policy = \"nope\"\n", Path::new("p.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nope") && e.contains("presage"), "{e}");
+        let e = AgentConfig::from_toml("mode = \"loud\"\n", Path::new("p.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("loud"), "{e}");
+    }
+}
