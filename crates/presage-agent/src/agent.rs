@@ -9,10 +9,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use presage_core::{Limits, Resource, Sample, Timestamp, WorkloadId, WorkloadKey};
-use presage_engine::{Engine, EngineConfig, TickReport, WorkloadSpec};
+use presage_engine::{Engine, EngineConfig, MemoryStore, ProfileStore, TickReport, WorkloadSpec};
 use presage_forecast::{ForecasterFactory, Periodic, PeriodicConfig};
 use presage_linux::{Cgroup, CgroupManager, Layout};
 use presage_policy::{PredictiveConfig, WorkloadPolicy};
+use presage_store::SqliteStore;
 use tracing::{info, warn};
 
 use crate::actuator::{CgroupActuator, Registry, WriteLog, write_limits};
@@ -35,10 +36,31 @@ pub fn now() -> Timestamp {
 /// Where an agent keeps its state.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Persistence {
-    /// Ledger, decision log and registrations under this directory.
+    /// Profiles (`presage.db`), ledger, decision log and registrations under this
+    /// directory.
     DataDir(PathBuf),
-    /// Nothing on disk (a standalone `presage run`).
+    /// Profiles under this directory, nothing else (a standalone `presage run`: its
+    /// cgroup is removed at exit, so there is nothing to restore or register).
+    ProfilesOnly(PathBuf),
+    /// Nothing on disk.
     Ephemeral,
+}
+
+/// The profile store in `dir`, or — if it cannot be opened (read-only disk, a newer
+/// schema) — one in memory, with a warning: managing the workloads matters more than
+/// remembering them.
+fn profile_store(dir: &Path) -> Box<dyn ProfileStore> {
+    let path = dir.join("presage.db");
+    let opened = std::fs::create_dir_all(dir)
+        .map_err(|e| format!("creating {}: {e}", dir.display()))
+        .and_then(|()| SqliteStore::open(&path).map_err(|e| e.to_string()));
+    match opened {
+        Ok(store) => Box::new(store),
+        Err(e) => {
+            warn!(error = %e, "profiles will not outlive this process");
+            Box::new(MemoryStore::new())
+        }
+    }
 }
 
 /// What one agent tick did, beyond the engine's own report.
@@ -106,8 +128,13 @@ impl Agent {
             default_policy: config.default_policy.clone(),
             ..EngineConfig::default()
         };
+        let store = match &persistence {
+            Persistence::DataDir(dir) | Persistence::ProfilesOnly(dir) => profile_store(dir),
+            Persistence::Ephemeral => Box::new(MemoryStore::new()),
+        };
         let mut builder = Engine::builder(parts.allocator)
             .config(engine_config)
+            .store(store)
             .actuator(Box::new(actuator));
         if let Some(f) = parts.forecaster {
             builder = builder.forecaster(f);
@@ -129,7 +156,9 @@ impl Agent {
                     Some(dir.join("registrations")),
                 )
             }
-            Persistence::Ephemeral => (Ledger::ephemeral(), None, None),
+            Persistence::ProfilesOnly(_) | Persistence::Ephemeral => {
+                (Ledger::ephemeral(), None, None)
+            }
         };
         let proc_root = config.network.then(|| config.proc_root.clone());
         info!(mode = %config.mode, layout = ?layout.mode(), policy = %config.policy, "agent ready");
@@ -165,12 +194,13 @@ impl Agent {
         &self.config
     }
 
-    /// Manages the cgroup of `explicit` from now on, whatever discovery says.
-    pub fn adopt_explicit(&mut self, explicit: Explicit) -> Result<WorkloadId, AgentError> {
+    /// Manages the cgroup of `explicit` from now on, whatever discovery says. Returns
+    /// its id and whether a stored profile of its code was restored.
+    pub fn adopt_explicit(&mut self, explicit: Explicit) -> Result<(WorkloadId, bool), AgentError> {
         let id = WorkloadId::new(&explicit.cgroup)?;
-        self.adopt(&explicit.cgroup, Some((explicit.key, explicit.policy)))?;
+        let restored = self.adopt(&explicit.cgroup, Some((explicit.key, explicit.policy)))?;
         self.explicit.insert(id.clone());
-        Ok(id)
+        Ok((id, restored))
     }
 
     /// One pass: discover (when due), sample, decide, actuate, record.
@@ -317,7 +347,7 @@ impl Agent {
                 continue;
             }
             match self.adopt(&cgroup, None) {
-                Ok(id) => tick.adopted.push(id),
+                Ok(_) => tick.adopted.extend(WorkloadId::new(&cgroup).ok()),
                 Err(e) => tick.problems.push(format!("adopting {cgroup}: {e}")),
             }
         }
@@ -327,7 +357,7 @@ impl Agent {
         &mut self,
         cgroup: &str,
         given: Option<(WorkloadKey, WorkloadPolicy)>,
-    ) -> Result<WorkloadId, AgentError> {
+    ) -> Result<bool, AgentError> {
         let id = WorkloadId::new(cgroup)?;
         let cg = Arc::new(Cgroup::open(&self.layout, cgroup)?);
         let current = cg.read_limits()?;
@@ -363,7 +393,7 @@ impl Agent {
                 current
             }
         };
-        self.engine.adopt(WorkloadSpec {
+        let restored = self.engine.adopt(WorkloadSpec {
             id: id.clone(),
             key,
             limits: original,
@@ -373,8 +403,8 @@ impl Agent {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(id.clone(), cg.clone());
-        self.sampler.track(id.clone(), cg);
-        Ok(id)
+        self.sampler.track(id, cg);
+        Ok(restored)
     }
 
     fn release(&mut self, id: &WorkloadId, now: Timestamp, tick: &mut AgentTick) {

@@ -110,6 +110,7 @@ pub fn run(
     };
     apply_initial_limits(&cg, &initial)?;
 
+    let mut profile_restored = false;
     let agent_pid = opts
         .register_with_agent
         .then(|| running_agent(&opts.config.data_dir, &opts.config.proc_root))
@@ -128,12 +129,14 @@ pub fn run(
             Manager::Agent { pid, dir }
         }
         None => {
-            let mut agent = Agent::new(opts.config.clone(), Persistence::Ephemeral, false)?;
-            agent.adopt_explicit(Explicit {
+            let persistence = Persistence::ProfilesOnly(opts.config.data_dir.clone());
+            let mut agent = Agent::new(opts.config.clone(), persistence, false)?;
+            let (_, restored) = agent.adopt_explicit(Explicit {
                 cgroup: relative.clone(),
                 key: key.clone(),
                 policy,
             })?;
+            profile_restored = restored;
             Manager::Standalone(Box::new(agent))
         }
     };
@@ -201,6 +204,12 @@ pub fn run(
                 .unwrap_or(0);
         Registration::remove(dir, &relative);
     }
+    if let Manager::Standalone(agent) = &mut manager {
+        // The run's profile is what the next run of this code starts from.
+        for problem in agent.shutdown(false) {
+            warn!("{problem}");
+        }
+    }
     let managed_by = match &manager {
         Manager::Agent { pid, .. } => format!("agent pid {pid}"),
         Manager::Standalone(_) => "standalone".into(),
@@ -226,6 +235,7 @@ pub fn run(
         samples: builder.samples(),
         limits_final,
         mean_limits: builder.mean_limits(),
+        profile_restored,
         managed_by,
     })
 }

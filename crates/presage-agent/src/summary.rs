@@ -43,6 +43,8 @@ pub struct ExecutionSummary {
     /// allocation the run held. A resource without a limit counts at the host's
     /// capacity — what an unlimited workload can take.
     pub mean_limits: BTreeMap<&'static str, f64>,
+    /// Whether the run started from a stored profile of its code (known code: no warm-up).
+    pub profile_restored: bool,
     /// Whether presage managed the run itself or a running agent did.
     pub managed_by: String,
 }

@@ -152,7 +152,8 @@ fn observe_mode_never_writes() {
     assert_eq!(agent.engine().workloads().count(), 1);
     let w = agent.engine().workloads().next().unwrap();
     let sampled = w.last_sample.and_then(|s| s.usage().cpu_cores()).unwrap();
-    assert!(sampled > 0.5, "the spinning shell was sampled: {sampled}");
+    // A spinner wants a whole core; on a shared 2-core host it may get much less.
+    assert!(sampled > 0.1, "the spinning shell was sampled: {sampled}");
     assert_eq!(cpu_quota(&cg), Some(1.5), "observe mode left cpu.max alone");
     assert!(!data.path().join("decisions.jsonl").exists());
     agent.shutdown(true);

@@ -119,6 +119,8 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         mem_avg / MIB,
         args.warmup
     );
+    // A fresh profile store: every invocation starts from unknown code, so runs compare.
+    let data = tempfile::tempdir().context("creating a data dir")?;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, stop.clone())
@@ -128,7 +130,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         let handles: Vec<_> = arms
             .iter()
             .map(|(arm, policy, initial)| {
-                let opts = arm_options(args, &command, policy, *initial, arm);
+                let opts = arm_options(args, &command, policy, *initial, arm, data.path());
                 let stop = stop.clone();
                 scope.spawn(move || -> Result<Arm> {
                     let started = presage_agent::now();
@@ -172,6 +174,7 @@ fn arm_options(
     policy: &str,
     initial: Limits,
     arm: &str,
+    data_dir: &std::path::Path,
 ) -> Result<RunOptions> {
     let mut config = AgentConfig::embedded()?;
     config.mode = Mode::Enforce;
@@ -180,6 +183,7 @@ fn arm_options(
     config.decide_every_s = args.decide_every;
     config.network = false;
     config.presage.warmup_s = args.warmup;
+    config.data_dir = data_dir.join(arm.split(' ').next().unwrap_or("arm"));
     // The provisioned limits are the ceiling the allocators work under.
     let budget = RunBudget {
         cpu_cores: initial.cpu_quota_cores(),

@@ -37,6 +37,9 @@ pub(crate) struct Args {
     /// Agent config (policy, interval, paths); keys left out keep the defaults.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Where profiles live (`presage.db`) and a running agent is looked for.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
     /// enforce (default for a run: its cgroup is presage's own), recommend or observe.
     #[arg(long, default_value = "enforce")]
     mode: Mode,
@@ -69,6 +72,9 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode> {
         None => AgentConfig::embedded()?,
     };
     config.mode = args.mode;
+    if let Some(dir) = &args.data_dir {
+        config.data_dir = dir.clone();
+    }
     if let Some(p) = &args.policy {
         if presage_policy::registry::find(p).is_none() {
             bail!("--policy: unknown rule {p:?} (see `presage policies`)");

@@ -39,6 +39,8 @@ fn run_summary(run_args: &[&str], load: &[&str]) -> Value {
     let mut cmd = Command::new(&bin);
     cmd.arg("run")
         .arg("--standalone")
+        .arg("--data-dir")
+        .arg(dir.path())
         .arg("--summary-json")
         .arg(&summary)
         .args(run_args)
@@ -142,8 +144,10 @@ fn summary_json_keeps_its_contract_and_the_exit_status() {
             "--standalone",
             "--budget",
             "cpu=2,memory=1G",
-            "--summary-json",
+            "--data-dir",
         ])
+        .arg(dir.path())
+        .arg("--summary-json")
         .arg(&summary)
         .args(["--", "sh", "-c", "exit 3"])
         .assert()
@@ -370,4 +374,33 @@ fn agent_enforces_takes_registrations_and_restores_on_sigterm() {
         Some(1.5),
         "adopted limit restored on SIGTERM"
     );
+}
+
+#[test]
+fn a_second_run_of_the_same_code_starts_from_its_profile() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if root_layout().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin = presage();
+    let run = |summary: &Path| -> Value {
+        Command::new(&bin)
+            .args(["run", "--standalone", "--data-dir"])
+            .arg(dir.path())
+            .arg("--summary-json")
+            .arg(summary)
+            .arg("--")
+            .arg(&bin)
+            .args(["loadgen", "--cpu", "0.2", "--duration", "3"])
+            .assert()
+            .success();
+        serde_json::from_str(&std::fs::read_to_string(summary).unwrap()).unwrap()
+    };
+    let first = run(&dir.path().join("1.json"));
+    let second = run(&dir.path().join("2.json"));
+    assert_eq!(first["profile_restored"], false, "{first}");
+    assert_eq!(second["profile_restored"], true, "{second}");
+    assert_eq!(first["code_id"], second["code_id"]);
+    assert!(dir.path().join("presage.db").exists());
 }
