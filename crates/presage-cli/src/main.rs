@@ -5,6 +5,7 @@ mod bench_cmd;
 mod compare_live;
 mod evaluate_cmd;
 mod loadgen;
+mod profiles_cmd;
 mod run_cmd;
 mod simulate;
 mod trace_cmd;
@@ -53,6 +54,9 @@ enum Command {
     Agent(agent_cmd::Args),
     /// Run a command in a new cgroup managed by presage from its first instant.
     Run(run_cmd::Args),
+    /// The stored profiles: ls, show, export, import, rm.
+    #[command(subcommand)]
+    Profiles(profiles_cmd::Command),
     /// Benchmarks that need this host (agent overhead and latency).
     #[command(subcommand)]
     Bench(bench_cmd::Command),
@@ -89,6 +93,7 @@ fn main() -> ExitCode {
         Command::Loadgen(args) => loadgen::run(&args),
         Command::Agent(args) => agent_cmd::run(&args),
         Command::Bench(cmd) => bench_cmd::run(&cmd),
+        Command::Profiles(cmd) => profiles_cmd::run(&cmd),
         Command::CompareLive(args) => compare_live::run(&args),
         Command::Run(args) => match run_cmd::run(&args) {
             Ok(code) => return code,

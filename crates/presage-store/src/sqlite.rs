@@ -105,6 +105,17 @@ impl SqliteStore {
         Ok(out)
     }
 
+    /// Deletes the profile of `key`; whether there was one.
+    pub fn remove(&mut self, key: &WorkloadKey) -> Result<bool, StoreError> {
+        self.conn
+            .execute(
+                "DELETE FROM profiles WHERE code_id = ?1 AND code_version = ?2 AND input_hash = ?3 AND user = ?4",
+                params![key.code_id(), key.code_version(), key.input_hash(), key.user()],
+            )
+            .map(|n| n > 0)
+            .map_err(err(format!("removing the profile of {key}")))
+    }
+
     /// How many decisions are recorded for `workload`.
     pub fn decision_count(&self, workload: &str) -> Result<u64, StoreError> {
         self.conn
@@ -322,11 +333,13 @@ mod tests {
             let mut s = SqliteStore::open(&path).unwrap();
             s.save(&[profile("a", 1), profile("b", 1)]).unwrap();
             s.save(&[profile("a", 2)]).unwrap();
+            assert!(s.remove(&profile("b", 0).key).unwrap());
+            assert!(!s.remove(&profile("b", 0).key).unwrap());
         }
         let mut s = SqliteStore::open(&path).unwrap();
         let a = s.load(&profile("a", 0).key).unwrap().unwrap();
         assert_eq!(a, profile("a", 2));
-        assert_eq!(s.profiles().unwrap().len(), 2);
+        assert_eq!(s.profiles().unwrap().len(), 1);
         let other = WorkloadKey::new("a", "v2", "in", "0").unwrap();
         assert_eq!(s.load(&other).unwrap(), None);
     }

@@ -1,0 +1,200 @@
+//! `presage profiles`: what the store knows, by what the code is. Parses, wires, prints.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args as ClapArgs, Subcommand};
+use presage_core::WorkloadKey;
+use presage_engine::{Profile, ProfileStore};
+use presage_store::SqliteStore;
+
+/// Where the store is.
+#[derive(Debug, ClapArgs)]
+pub(crate) struct StoreArgs {
+    /// The data directory (the store is `DIR/presage.db`).
+    #[arg(long, default_value = "/var/lib/presage")]
+    data_dir: PathBuf,
+    /// The store, as `sqlite:PATH` (overrides `--data-dir`).
+    #[arg(long)]
+    store: Option<String>,
+}
+
+/// List, show, export, import and remove stored profiles.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// One line per profile: key, version, samples, last update, model.
+    Ls(StoreArgs),
+    /// One profile as JSON. KEY is `CODE_ID@VERSION/INPUT_HASH/USER` (`-` for empty), as
+    /// `ls` prints it.
+    Show {
+        /// The profile's key.
+        key: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Profiles as a JSON array (all, or those named), to stdout or `--out`.
+    Export {
+        /// Keys to export (all when none).
+        keys: Vec<String>,
+        /// Write here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Profiles from a JSON array written by `export`; all or nothing.
+    Import {
+        /// The file.
+        file: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Deletes a profile.
+    Rm {
+        /// The profile's key.
+        key: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+fn open(args: &StoreArgs) -> Result<SqliteStore> {
+    let path = match &args.store {
+        Some(spec) => match spec.strip_prefix("sqlite:") {
+            Some(p) => PathBuf::from(p),
+            None => bail!("--store {spec:?}: only sqlite:PATH is supported here yet"),
+        },
+        None => args.data_dir.join("presage.db"),
+    };
+    if !path.exists() {
+        bail!("no profile store at {}", path.display());
+    }
+    Ok(SqliteStore::open(&path)?)
+}
+
+/// `CODE_ID@VERSION/INPUT_HASH/USER`, `-` for an empty part (the key's display form).
+pub(crate) fn parse_key(text: &str) -> Result<WorkloadKey> {
+    let bad = || format!("key {text:?} is not CODE_ID@VERSION/INPUT_HASH/USER");
+    let mut parts = text.rsplitn(3, '/');
+    let user = parts.next().with_context(bad)?;
+    let input = parts.next().with_context(bad)?;
+    let head = parts.next().with_context(bad)?;
+    let (code, version) = head.rsplit_once('@').with_context(bad)?;
+    let undash = |s: &str| {
+        if s == "-" {
+            String::new()
+        } else {
+            s.to_owned()
+        }
+    };
+    Ok(WorkloadKey::new(
+        code,
+        undash(version),
+        undash(input),
+        undash(user),
+    )?)
+}
+
+pub(crate) fn run(cmd: &Command) -> Result<()> {
+    match cmd {
+        Command::Ls(store) => {
+            for p in open(store)?.profiles()? {
+                println!(
+                    "{}  v{}  {} samples  updated {} ms  {}",
+                    p.key,
+                    p.version,
+                    p.samples,
+                    p.updated_at.unix_ms(),
+                    p.model.as_ref().map_or("-", |m| m.model.as_str())
+                );
+            }
+        }
+        Command::Show { key, store } => {
+            let key = parse_key(key)?;
+            let p = open(store)?
+                .load(&key)?
+                .with_context(|| format!("no profile for {key}"))?;
+            println!("{}", serde_json::to_string_pretty(&p)?);
+        }
+        Command::Export { keys, out, store } => {
+            let mut s = open(store)?;
+            let profiles = if keys.is_empty() {
+                s.profiles()?
+            } else {
+                let mut v = Vec::new();
+                for k in keys {
+                    let key = parse_key(k)?;
+                    v.push(
+                        s.load(&key)?
+                            .with_context(|| format!("no profile for {key}"))?,
+                    );
+                }
+                v
+            };
+            let text = serde_json::to_string_pretty(&profiles)?;
+            match out {
+                Some(path) => std::fs::write(path, text)
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => println!("{text}"),
+            }
+        }
+        Command::Import { file, store } => {
+            let profiles = read_import(file)?;
+            let mut s = open_or_create(store)?;
+            s.save(&profiles)?;
+            eprintln!(
+                "imported {} profiles into {}",
+                profiles.len(),
+                s.path().display()
+            );
+        }
+        Command::Rm { key, store } => {
+            let key = parse_key(key)?;
+            if !open(store)?.remove(&key)? {
+                bail!("no profile for {key}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn open_or_create(args: &StoreArgs) -> Result<SqliteStore> {
+    let path = match &args.store {
+        Some(spec) => PathBuf::from(spec.strip_prefix("sqlite:").with_context(|| {
+            format!("--store {spec:?}: only sqlite:PATH is supported here yet")
+        })?),
+        None => {
+            std::fs::create_dir_all(&args.data_dir)
+                .with_context(|| format!("creating {}", args.data_dir.display()))?;
+            args.data_dir.join("presage.db")
+        }
+    };
+    Ok(SqliteStore::open(&path)?)
+}
+
+/// The profiles of an export file, all checked before any is written.
+fn read_import(file: &Path) -> Result<Vec<Profile>> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    serde_json::from_str(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "{}:{}:{}: not a profile export: {e}",
+            file.display(),
+            e.line(),
+            e.column()
+        )
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_through_their_display_form() {
+        let k = WorkloadKey::new("abc@2", "2", "", "0").unwrap();
+        assert_eq!(parse_key(&k.to_string()).unwrap(), k);
+        assert!(parse_key("nope").is_err());
+    }
+}
