@@ -66,6 +66,9 @@ struct Steady {
     mean_cpu_limit: f64,
     mean_memory_limit: f64,
     intervals: u64,
+    /// What "no limit" counts as (read once, not per sample).
+    #[serde(skip)]
+    capacity: (f64, f64),
 }
 
 impl Steady {
@@ -73,7 +76,7 @@ impl Steady {
         let e = sample.events();
         self.throttled_s += e.cpu_throttled_s;
         self.oom_kills += u64::from(e.oom_kills);
-        let (cores, bytes) = presage_agent::run::host_capacity();
+        let (cores, bytes) = self.capacity;
         if let Some(l) = limits {
             self.mean_cpu_limit += l.cpu_quota_cores().unwrap_or(cores);
             self.mean_memory_limit += l.memory_max_bytes().unwrap_or(bytes);
@@ -136,6 +139,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
                     let started = presage_agent::now();
                     let mut steady = Steady {
                         from_s: args.warmup,
+                        capacity: presage_agent::run::host_capacity(),
                         ..Steady::default()
                     };
                     let summary = presage_agent::run::run(&opts?, &stop, |s, l| {

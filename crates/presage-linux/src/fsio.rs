@@ -12,10 +12,11 @@ use crate::error::LinuxError;
 /// reports `ENOENT` (file gone) or `ENODEV` (cgroup being torn down). Both mean "no data",
 /// not a fault in the agent.
 pub(crate) fn read_optional(path: &Path) -> Result<Option<String>, LinuxError> {
-    if let Some(text) = held::read(path) {
-        return Ok(Some(text));
-    }
-    match fs::read_to_string(path) {
+    let result = match held::read(path) {
+        Some(result) => result,
+        None => fs::read_to_string(path),
+    };
+    match result {
         Ok(text) => Ok(Some(text)),
         Err(e) if is_absence(&e) => Ok(None),
         Err(source) => Err(LinuxError::Read {
@@ -120,6 +121,7 @@ mod tests {
 mod held {
     use std::collections::HashMap;
     use std::fs::File;
+    use std::io;
     use std::os::unix::fs::FileExt;
     use std::path::{Path, PathBuf};
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -134,11 +136,10 @@ mod held {
         *files = (capacity > 0).then(HashMap::new);
     }
 
-    /// The file's content through a held descriptor, or `None` to fall back to a plain
-    /// read (holding is off, the file is absent, or the held descriptor went stale — a
-    /// cgroup removed, or recreated under the same path — in which case it is dropped
-    /// and reopened once).
-    pub(super) fn read(path: &Path) -> Option<String> {
+    /// The file's content through a held descriptor, or `None` when holding is off (the
+    /// caller reads the plain way). A held descriptor that went stale — its cgroup
+    /// removed, or recreated under the same path — is dropped and the file reopened once.
+    pub(super) fn read(path: &Path) -> Option<io::Result<String>> {
         let capacity = CAPACITY.load(Ordering::Relaxed);
         if capacity == 0 {
             return None;
@@ -146,27 +147,29 @@ mod held {
         let mut guard = FILES.lock().unwrap_or_else(PoisonError::into_inner);
         let files = guard.as_mut()?;
         if let Some(f) = files.get(path) {
-            if let Some(text) = pread_all(f) {
-                return Some(text);
+            if let Ok(text) = pread_all(f) {
+                return Some(Ok(text));
             }
             files.remove(path);
         }
-        let f = File::open(path).ok()?;
-        let text = pread_all(&f)?;
-        if files.len() >= capacity {
-            // Stale descriptors of cgroups that went away are never read again; starting
-            // over sheds them without tracking every cgroup's lifetime.
-            files.clear();
-        }
-        files.insert(path.to_path_buf(), f);
-        Some(text)
+        // An absent file fails here once, not again in a fallback read.
+        let opened = File::open(path).and_then(|f| pread_all(&f).map(|text| (f, text)));
+        Some(opened.map(|(f, text)| {
+            if files.len() >= capacity {
+                // Stale descriptors of cgroups that went away are never read again;
+                // starting over sheds them without tracking every cgroup's lifetime.
+                files.clear();
+            }
+            files.insert(path.to_path_buf(), f);
+            text
+        }))
     }
 
-    fn pread_all(f: &File) -> Option<String> {
+    fn pread_all(f: &File) -> io::Result<String> {
         let mut buf = vec![0u8; 4096];
         let mut len = 0;
         loop {
-            let n = f.read_at(&mut buf[len..], len as u64).ok()?;
+            let n = f.read_at(&mut buf[len..], len as u64)?;
             if n == 0 {
                 break;
             }
@@ -176,7 +179,7 @@ mod held {
             }
         }
         buf.truncate(len);
-        String::from_utf8(buf).ok()
+        String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 }
 
