@@ -11,6 +11,7 @@
 
 mod decision;
 mod error;
+mod fingerprint;
 mod forecast;
 mod identity;
 mod limits;
@@ -20,6 +21,7 @@ mod time;
 
 pub use decision::{Alert, AlertKind, Decision, Reason, Severity};
 pub use error::CoreError;
+pub use fingerprint::Fingerprint;
 pub use forecast::{
     BurstClass, Envelope, Forecast, HorizonForecast, QUANTILE_COUNT, QUANTILE_LEVELS, Quantiles,
 };

@@ -17,7 +17,7 @@ use crate::step::{self, StepContext};
 use crate::workload::Managed;
 use crate::{
     Actuator, Issue, MemoryStore, Profile, ProfileStore, RecordOnly, Responder, Source,
-    SourceError, StoreError, TickReport, WorkloadSpec, WorkloadView,
+    SourceError, StoreError, TickReport, TickWrite, WorkloadSpec, WorkloadView,
 };
 
 /// Settings of the control loop.
@@ -312,7 +312,11 @@ impl Engine {
         }
         self.touched = touched;
         if (!report.decisions.is_empty() || !report.alerts.is_empty())
-            && let Err(e) = self.store.record(&report.decisions, &report.alerts)
+            && let Err(e) = self.store.record(TickWrite {
+                samples: &[],
+                decisions: &report.decisions,
+                alerts: &report.alerts,
+            })
         {
             report.issues.push(Issue {
                 workload: None,

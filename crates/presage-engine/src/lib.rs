@@ -19,7 +19,8 @@ pub use engine::{Engine, EngineBuilder, EngineConfig, EngineError};
 pub use memory_store::MemoryStore;
 pub use report::{Issue, TickReport};
 pub use traits::{
-    ActuationError, Actuator, Batch, Profile, ProfileStore, RecordOnly, Responder, Response,
-    Source, SourceError, StoreError,
+    ActuationError, Actuator, Batch, Execution, Prior, PriorSource, Profile, ProfileStore,
+    RecordOnly, Responder, Response, Retention, RetentionReport, Source, SourceError, StoreError,
+    TickWrite,
 };
 pub use workload::{WorkloadSpec, WorkloadView};

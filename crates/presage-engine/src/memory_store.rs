@@ -2,7 +2,7 @@ use std::collections::HashMap;
 
 use presage_core::{Alert, Decision, WorkloadKey};
 
-use crate::{Profile, ProfileStore, StoreError};
+use crate::{Profile, ProfileStore, StoreError, TickWrite};
 
 /// A profile store in memory: for the simulator and tests, and as the agent's fallback when
 /// its database cannot be written.
@@ -57,10 +57,11 @@ impl ProfileStore for MemoryStore {
         Ok(())
     }
 
-    fn record(&mut self, decisions: &[Decision], alerts: &[Alert]) -> Result<(), StoreError> {
+    fn record(&mut self, tick: TickWrite<'_>) -> Result<(), StoreError> {
+        // Samples are not kept: the simulator replays them from the trace.
         if self.keep_audit {
-            self.decisions.extend_from_slice(decisions);
-            self.alerts.extend_from_slice(alerts);
+            self.decisions.extend_from_slice(tick.decisions);
+            self.alerts.extend_from_slice(tick.alerts);
         }
         Ok(())
     }

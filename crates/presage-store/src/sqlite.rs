@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use presage_core::{Alert, Decision, Timestamp, WorkloadKey};
-use presage_engine::{Profile, ProfileStore, StoreError};
+use presage_core::{Timestamp, WorkloadKey};
+use presage_engine::{Profile, ProfileStore, StoreError, TickWrite};
 use presage_forecast::ModelState;
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -269,10 +269,11 @@ impl ProfileStore for SqliteStore {
         tx.commit().map_err(err("committing profiles"))
     }
 
-    fn record(&mut self, decisions: &[Decision], alerts: &[Alert]) -> Result<(), StoreError> {
-        if decisions.is_empty() && alerts.is_empty() {
+    fn record(&mut self, tick: TickWrite<'_>) -> Result<(), StoreError> {
+        if tick.is_empty() {
             return Ok(());
         }
+        let (decisions, alerts) = (tick.decisions, tick.alerts);
         let tx = self
             .conn
             .transaction()
@@ -357,7 +358,11 @@ mod tests {
             risk: ResourceMap::none(),
             model: "m".into(),
         };
-        s.record(&[d.clone(), d], &[]).unwrap();
+        s.record(TickWrite {
+            decisions: &[d.clone(), d],
+            ..TickWrite::default()
+        })
+        .unwrap();
         assert_eq!(s.decision_count("presage/x").unwrap(), 2);
         assert_eq!(s.decision_count("presage/y").unwrap(), 0);
     }
