@@ -308,7 +308,7 @@ impl ProfileStore for SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use presage_core::{Limits, Reason, ResourceMap, WorkloadId};
+    use presage_core::{Decision, Limits, Reason, ResourceMap, WorkloadId};
 
     use super::*;
 
