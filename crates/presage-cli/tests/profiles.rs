@@ -6,7 +6,7 @@ use assert_cmd::Command;
 use presage_core::{Timestamp, WorkloadKey};
 use presage_engine::{Profile, ProfileStore};
 use presage_forecast::ModelState;
-use presage_store::SqliteStore;
+use presage_store::{AdminStore, SqliteStore};
 
 fn profile(code: &str) -> Profile {
     Profile {

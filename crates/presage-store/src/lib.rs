@@ -1,12 +1,129 @@
 //! Profile stores that outlive a process (DESIGN.md "Identity and profiles").
 //!
 //! [`SqliteStore`] is the embedded default: one file (`<data-dir>/presage.db`), WAL
-//! journal, versioned migrations run on open, every batch in one transaction — a crash
-//! loses at most the batch being written, never the database.
+//! journal, versioned migrations run on open, every tick's writes in one transaction — a
+//! crash loses at most the tick being written, never the database. [`open`] picks the
+//! backend from a store URL (`sqlite:PATH`, or `postgres://…` for a fleet).
 
 // Tests fail loudly on a broken fixture; the lint guards library code, not them.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod prior;
 mod sqlite;
+mod url;
 
+use presage_core::{Timestamp, WorkloadId, WorkloadKey};
+use presage_engine::{Execution, ProfileStore, StoreError};
+
+pub use prior::{NEIGHBOUR_MIN_SIMILARITY, closest_profile, nearest};
 pub use sqlite::{SCHEMA_VERSION, SqliteStore};
+pub use url::{StoreUrl, open};
+
+/// How many rows each table holds (for `presage profiles`, tests and benchmarks).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    /// Profiles, over every key and version.
+    pub profiles: u64,
+    /// Recorded runs.
+    pub executions: u64,
+    /// Raw samples.
+    pub raw_samples: u64,
+    /// 1-minute roll-ups.
+    pub minute_samples: u64,
+    /// 5-minute roll-ups.
+    pub five_minute_samples: u64,
+    /// Code fingerprints.
+    pub fingerprints: u64,
+    /// Decisions in the audit trail.
+    pub decisions: u64,
+}
+
+/// What operators and tools do with a store beyond the engine's needs.
+pub trait AdminStore: ProfileStore {
+    /// The store's URL form (`sqlite:/var/lib/presage/presage.db`), for messages.
+    fn describe(&self) -> String;
+    /// Every stored profile, ordered by key.
+    fn profiles(&mut self) -> Result<Vec<presage_engine::Profile>, StoreError>;
+    /// Deletes the profile of `key`; whether there was one.
+    fn remove(&mut self, key: &WorkloadKey) -> Result<bool, StoreError>;
+    /// How many decisions are recorded for `workload`.
+    fn decision_count(&mut self, workload: &str) -> Result<u64, StoreError>;
+    /// Rows per table.
+    fn counts(&mut self) -> Result<Counts, StoreError>;
+    /// The recorded runs of one code id, oldest first.
+    fn executions(&mut self, code_id: &str) -> Result<Vec<Execution>, StoreError>;
+    /// The backend's own consistency check: `ok` when sound.
+    fn integrity_check(&mut self) -> Result<String, StoreError>;
+}
+
+/// An executions row as stored (JSON columns still text), shared by the backends.
+#[derive(Debug)]
+pub(crate) struct ExecutionRow {
+    pub(crate) workload: String,
+    pub(crate) key: [String; 4],
+    pub(crate) started_ms: i64,
+    pub(crate) ended_ms: i64,
+    pub(crate) exit_status: Option<i32>,
+    pub(crate) samples: i64,
+    pub(crate) peak: String,
+    pub(crate) total: String,
+    pub(crate) prior: Option<String>,
+    pub(crate) prior_error: Option<f64>,
+}
+
+impl ExecutionRow {
+    pub(crate) fn decode(self) -> Result<Execution, StoreError> {
+        let corrupt = |what: String| StoreError {
+            context: format!("execution of {}", self.workload),
+            source: what.into(),
+        };
+        let [code_id, code_version, input_hash, user] = self.key.clone();
+        let key = WorkloadKey::new(code_id, code_version, input_hash, user)
+            .map_err(|e| corrupt(format!("key: {e}")))?;
+        let workload =
+            WorkloadId::new(&self.workload).map_err(|e| corrupt(format!("workload: {e}")))?;
+        fn json<T: serde::de::DeserializeOwned>(
+            workload: &str,
+            col: &str,
+            text: &str,
+        ) -> Result<T, StoreError> {
+            serde_json::from_str(text).map_err(|e| StoreError {
+                context: format!("execution of {workload}"),
+                source: format!("column `{col}`: {e}").into(),
+            })
+        }
+        let w = self.workload.as_str();
+        Ok(Execution {
+            workload,
+            key,
+            started: Timestamp::from_unix_ms(self.started_ms),
+            ended: Timestamp::from_unix_ms(self.ended_ms),
+            exit_status: self.exit_status,
+            samples: u64::try_from(self.samples).unwrap_or(0),
+            peak: json(w, "peak", &self.peak)?,
+            total: json(w, "total", &self.total)?,
+            prior: self
+                .prior
+                .as_deref()
+                .map(|p| json(w, "prior", p))
+                .transpose()?,
+            prior_error: self.prior_error,
+        })
+    }
+}
+
+/// Wraps a serialisation error with what was being (de)serialised.
+pub(crate) fn json_err(context: impl Into<String>) -> impl FnOnce(serde_json::Error) -> StoreError {
+    let context = context.into();
+    move |e| StoreError {
+        context: format!("serialising {context}"),
+        source: Box::new(e),
+    }
+}
+
+/// Wall-clock now, for rows the engine does not date (fingerprints).
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
