@@ -9,12 +9,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use presage_core::{Limits, Resource, Sample, Timestamp, WorkloadId, WorkloadKey};
-use presage_engine::{Engine, EngineConfig, MemoryStore, ProfileStore, TickReport, WorkloadSpec};
+use presage_engine::{
+    Engine, EngineConfig, MemoryStore, ProfileStore, TickReport, TickWrite, WorkloadSpec,
+};
 use presage_forecast::{ForecasterFactory, Periodic, PeriodicConfig};
 use presage_linux::{Cgroup, CgroupManager, Layout};
 use presage_policy::{PredictiveConfig, WorkloadPolicy};
-use presage_store::SqliteStore;
-use tracing::{info, warn};
+use presage_store::{FallbackStore, StoreUrl};
+use tracing::{debug, info, warn};
 
 use crate::actuator::{CgroupActuator, Registry, WriteLog, write_limits};
 use crate::config::{AgentConfig, Mode};
@@ -46,21 +48,11 @@ pub enum Persistence {
     Ephemeral,
 }
 
-/// The profile store in `dir`, or — if it cannot be opened (read-only disk, a newer
-/// schema) — one in memory, with a warning: managing the workloads matters more than
-/// remembering them.
-fn profile_store(dir: &Path) -> Box<dyn ProfileStore> {
-    let path = dir.join("presage.db");
-    let opened = std::fs::create_dir_all(dir)
-        .map_err(|e| format!("creating {}: {e}", dir.display()))
-        .and_then(|()| SqliteStore::open(&path).map_err(|e| e.to_string()));
-    match opened {
-        Ok(store) => Box::new(store),
-        Err(e) => {
-            warn!(error = %e, "profiles will not outlive this process");
-            Box::new(MemoryStore::new())
-        }
-    }
+/// The profile store `url` names. If it cannot be opened or written (a read-only or
+/// full disk, a database away), the agent keeps managing from memory and catches up when
+/// it can: managing the workloads matters more than remembering them.
+fn profile_store(url: StoreUrl) -> Box<dyn ProfileStore> {
+    Box::new(FallbackStore::open(url))
 }
 
 /// What one agent tick did, beyond the engine's own report.
@@ -105,7 +97,14 @@ pub struct Agent {
     explicit: BTreeSet<WorkloadId>,
     discover: bool,
     last_discovery: Option<Timestamp>,
+    /// `Some(last retention pass)` when samples are kept in the store.
+    history: Option<Option<Timestamp>>,
+    pending_samples: Vec<Sample>,
 }
+
+/// Seconds between two retention passes: roll-ups cover whole minutes, so anything more
+/// often only adds work.
+const RETENTION_EVERY_S: f64 = 600.0;
 
 impl Agent {
     /// An agent with `config` (its mode, policy, discovery, paths), keeping state as
@@ -126,10 +125,16 @@ impl Agent {
             horizons_s: config.horizons_s.clone(),
             decide_every_s: config.decide_every_s,
             default_policy: config.default_policy.clone(),
+            record_executions: persistence != Persistence::Ephemeral,
             ..EngineConfig::default()
         };
         let store = match &persistence {
-            Persistence::DataDir(dir) | Persistence::ProfilesOnly(dir) => profile_store(dir),
+            Persistence::DataDir(dir) | Persistence::ProfilesOnly(dir) => {
+                profile_store(match &config.store {
+                    Some(_) => config.store_url()?,
+                    None => StoreUrl::in_data_dir(dir),
+                })
+            }
             Persistence::Ephemeral => Box::new(MemoryStore::new()),
         };
         let mut builder = Engine::builder(parts.allocator)
@@ -161,6 +166,8 @@ impl Agent {
             }
         };
         let proc_root = config.network.then(|| config.proc_root.clone());
+        let config_record_samples = config.record_samples;
+        let persistence_keeps = persistence != Persistence::Ephemeral;
         info!(mode = %config.mode, layout = ?layout.mode(), policy = %config.policy, "agent ready");
         Ok(Agent {
             sampler: crate::sampler::Sampler::new(proc_root),
@@ -176,6 +183,8 @@ impl Agent {
             explicit: BTreeSet::new(),
             discover,
             last_discovery: None,
+            history: (config_record_samples && persistence_keeps).then_some(None),
+            pending_samples: Vec::new(),
         })
     }
 
@@ -229,6 +238,9 @@ impl Agent {
                     let one = self.engine.tick(now, std::slice::from_ref(&sample));
                     self.note_latency(read_at, &mut tick);
                     merge(&mut report, one);
+                    if self.history.is_some() {
+                        self.pending_samples.push(sample);
+                    }
                 }
                 Reading::Gone(id) => gone.push(id),
                 Reading::Failed(id, message) => {
@@ -241,6 +253,7 @@ impl Agent {
         for id in &gone {
             self.release(id, now, &mut tick);
         }
+        self.write_history(now, &mut tick);
         if self.config.mode == Mode::Observe {
             report.decisions.clear();
         } else if let Some(log) = self.log.as_mut()
@@ -250,6 +263,32 @@ impl Agent {
         }
         tick.report = report;
         tick
+    }
+
+    /// Writes the tick's samples in one transaction, and rolls old samples up now and
+    /// then.
+    fn write_history(&mut self, now: Timestamp, tick: &mut AgentTick) {
+        let Some(last_retention) = self.history else {
+            return;
+        };
+        if !self.pending_samples.is_empty() {
+            let write = TickWrite {
+                samples: &self.pending_samples,
+                ..TickWrite::default()
+            };
+            if let Err(e) = self.engine.store_mut().record(write) {
+                tick.problems.push(e.to_string());
+            }
+            self.pending_samples.clear();
+        }
+        if last_retention.is_none_or(|t| now.secs_since(t) >= RETENTION_EVERY_S) {
+            self.history = Some(Some(now));
+            let retention = self.config.retention;
+            match self.engine.store_mut().apply_retention(now, &retention) {
+                Ok(r) => debug!(?r, "sample retention"),
+                Err(e) => tick.problems.push(e.to_string()),
+            }
+        }
     }
 
     /// Ticks every `interval_s` until `stop` is set; `on_tick` sees each tick.
@@ -398,6 +437,7 @@ impl Agent {
             key,
             limits: original,
             policy,
+            fingerprint: None,
         })?;
         self.registry
             .lock()
@@ -407,14 +447,32 @@ impl Agent {
         Ok(restored)
     }
 
+    /// Stops managing `id`, which ended with `exit_status`: saves its profile and records
+    /// the run. Returns the problems met.
+    pub fn end(&mut self, id: &WorkloadId, exit_status: Option<i32>) -> Vec<String> {
+        let mut tick = AgentTick::default();
+        self.release_with(id, now(), exit_status, &mut tick);
+        tick.problems
+    }
+
     fn release(&mut self, id: &WorkloadId, now: Timestamp, tick: &mut AgentTick) {
+        self.release_with(id, now, None, tick);
+    }
+
+    fn release_with(
+        &mut self,
+        id: &WorkloadId,
+        now: Timestamp,
+        exit_status: Option<i32>,
+        tick: &mut AgentTick,
+    ) {
         self.sampler.untrack(id);
         self.registry
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(id);
         self.explicit.remove(id);
-        if let Err(e) = self.engine.release(id, now) {
+        if let Err(e) = self.engine.end(id, now, exit_status) {
             tick.problems.push(format!("releasing {id}: {e}"));
         }
         if let Err(e) = self.ledger.forget([id.as_str()]) {
@@ -468,7 +526,8 @@ fn merge(into: &mut TickReport, one: TickReport) {
     into.issues.extend(one.issues);
 }
 
-fn build_policy(config: &AgentConfig) -> Result<presage_policy::registry::PolicyParts, AgentError> {
+/// The allocation rule and forecaster `config` asks for, tuned for the live cadence.
+pub fn build_policy(config: &AgentConfig) -> Result<presage_policy::registry::PolicyParts, AgentError> {
     let bad = |message: String| AgentError::Policy {
         name: config.policy.clone(),
         message,

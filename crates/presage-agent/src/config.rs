@@ -77,8 +77,21 @@ pub struct AgentConfig {
     /// The rule's knob; `None` keeps its default.
     #[serde(default)]
     pub knob: Option<f64>,
-    /// Ledger, decision log and registrations.
+    /// Ledger, decision log, registrations and (by default) the profile store. Left
+    /// out: `/var/lib/presage` as root, else the user's data directory.
+    #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// The profile store: `sqlite:PATH` or `postgres://…`; left out, SQLite at
+    /// `data_dir/presage.db`.
+    #[serde(default)]
+    pub store: Option<String>,
+    /// Keep every sample and every finished run in the store (for retraining and the
+    /// dashboard's history).
+    #[serde(default = "yes")]
+    pub record_samples: bool,
+    /// How long samples are kept at each resolution.
+    #[serde(default)]
+    pub retention: presage_engine::Retention,
     /// The cgroup filesystem root.
     pub cgroup_root: PathBuf,
     /// The mount table the layout is detected from.
@@ -133,7 +146,39 @@ impl Default for PresageTuning {
     }
 }
 
+fn yes() -> bool {
+    true
+}
+
+/// `/var/lib/presage` for root (a system service's state), else the user's data
+/// directory (`$XDG_DATA_HOME/presage`, `~/.local/share/presage`), so a user's
+/// `presage run` never needs root to remember what it learned.
+pub fn default_data_dir() -> PathBuf {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return PathBuf::from("/var/lib/presage");
+    }
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(xdg).join("presage");
+    }
+    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".local/share/presage"),
+        None => PathBuf::from("/var/lib/presage"),
+    }
+}
+
 impl AgentConfig {
+    /// Where the profile store is: `store` when set, else SQLite in `data_dir`.
+    pub fn store_url(&self) -> Result<presage_store::StoreUrl, AgentError> {
+        match &self.store {
+            Some(text) => presage_store::StoreUrl::parse(text).map_err(|e| AgentError::Config {
+                file: PathBuf::from("<config>"),
+                message: format!("field `store`: {e}"),
+            }),
+            None => Ok(presage_store::StoreUrl::in_data_dir(&self.data_dir)),
+        }
+    }
+
     /// The embedded defaults.
     pub fn embedded() -> Result<AgentConfig, AgentError> {
         AgentConfig::from_toml(DEFAULT_CONFIG_TOML, Path::new("<embedded defaults>"))

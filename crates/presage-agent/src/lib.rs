@@ -24,11 +24,11 @@ mod sampler;
 mod summary;
 
 pub use actuator::{CgroupActuator, Registry, WriteLog, write_limits};
-pub use agent::{
+pub use agent::{build_policy, 
     Agent, AgentTick, Explicit, Persistence, apply_initial_limits, decision_log_path, file_budget,
     now,
 };
-pub use config::{AgentConfig, DEFAULT_CONFIG_TOML, Mode};
+pub use config::{default_data_dir, AgentConfig, DEFAULT_CONFIG_TOML, Mode};
 pub use error::AgentError;
 pub use identity::{CodeIdCache, code_id_of_file, input_hash};
 pub use ledger::{Adoption, Ledger};

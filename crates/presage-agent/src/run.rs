@@ -205,8 +205,10 @@ pub fn run(
         Registration::remove(dir, &relative);
     }
     if let Manager::Standalone(agent) = &mut manager {
-        // The run's profile is what the next run of this code starts from.
-        for problem in agent.shutdown(false) {
+        // The run's profile is what the next run of this code starts from; its record
+        // (peaks, totals, exit status, how good its prior was) joins the executions.
+        let ended = agent.end(&id, Some(exit_code(status)));
+        for problem in ended.into_iter().chain(agent.shutdown(false)) {
             warn!("{problem}");
         }
     }

@@ -20,9 +20,13 @@ pub(crate) struct Args {
     /// observe (never writes), recommend (records decisions) or enforce (applies them).
     #[arg(long)]
     mode: Option<Mode>,
-    /// Where the adoption ledger, decision log and registrations live.
+    /// Where the adoption ledger, decision log, registrations and (by default) the
+    /// profile store live [default: /var/lib/presage as root, else the user's data dir].
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// The profile store: `sqlite:PATH` or `postgres://…` [default: sqlite:DATA_DIR/presage.db].
+    #[arg(long)]
+    store: Option<String>,
     /// On shutdown, leave presage's limits in place instead of restoring the adopted ones.
     #[arg(long)]
     keep_limits: bool,
@@ -48,6 +52,10 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     }
     if let Some(dir) = &args.data_dir {
         config.data_dir = dir.clone();
+    }
+    if let Some(url) = &args.store {
+        presage_store::StoreUrl::parse(url).context("--store")?;
+        config.store = Some(url.clone());
     }
     let data_dir = config.data_dir.clone();
     let stop = Arc::new(AtomicBool::new(false));

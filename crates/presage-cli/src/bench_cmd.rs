@@ -16,6 +16,9 @@ pub(crate) enum Command {
     /// Agent overhead at N cgroups: CPU per tick against the file-reading floor, RSS, and
     /// sample-to-limit latency.
     Agent(AgentArgs),
+    /// Profile store cost: N workloads × 1 sample/s written one transaction per tick
+    /// (CPU, latency), and loading N profiles at start-up, against SQLite or PostgreSQL.
+    Store(crate::bench_store::StoreArgs),
 }
 
 /// Settings of `presage bench agent`.
@@ -32,6 +35,7 @@ pub(crate) struct AgentArgs {
 pub(crate) fn run(cmd: &Command) -> Result<()> {
     match cmd {
         Command::Agent(args) => bench_agent(args),
+        Command::Store(args) => crate::bench_store::run(args),
     }
 }
 

@@ -217,7 +217,7 @@ fn thread_count(requested: Option<usize>, peak_cpu: f64) -> Result<usize> {
 
 /// CPU seconds used so far by this process (all threads) and its reaped children (the
 /// memory workers), from `/proc/self/stat` (utime + stime + cutime + cstime).
-fn process_cpu_s() -> Result<f64> {
+pub(crate) fn process_cpu_s() -> Result<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").context("reading /proc/self/stat")?;
     // The command name (field 2) may hold spaces and parentheses: split after its end.
     let rest = stat

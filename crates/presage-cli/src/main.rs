@@ -2,6 +2,7 @@
 
 mod agent_cmd;
 mod bench_cmd;
+mod bench_store;
 mod compare_live;
 mod evaluate_cmd;
 mod loadgen;

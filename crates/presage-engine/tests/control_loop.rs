@@ -105,6 +105,7 @@ fn spec(id: &WorkloadId) -> Result<WorkloadSpec, Box<dyn std::error::Error>> {
             .with_hard(Resource::Cpu, 4.0)?
             .with_hard(Resource::Memory, 8.0 * GIB)?,
         policy: WorkloadPolicy::default(),
+        fingerprint: None,
     })
 }
 

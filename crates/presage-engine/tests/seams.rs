@@ -76,6 +76,7 @@ fn spec(
         key: WorkloadKey::new("code", "1", "", "alice")?,
         limits: Limits::unlimited().with_hard(Resource::Cpu, 8.0)?,
         policy,
+        fingerprint: None,
     })
 }
 

@@ -374,6 +374,7 @@ fn simulate_pack(
                 key: w.key.clone(),
                 limits: w.provisioned,
                 policy: policy.clone(),
+                fingerprint: None,
             })
             .map_err(|e| SimError::Engine(e.to_string()))?;
         world.push(SimWorkload::new(w, record));

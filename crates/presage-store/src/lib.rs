@@ -8,6 +8,8 @@
 // Tests fail loudly on a broken fixture; the lint guards library code, not them.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod fallback;
+mod merge;
 mod prior;
 mod sqlite;
 mod url;
@@ -15,6 +17,8 @@ mod url;
 use presage_core::{Timestamp, WorkloadId, WorkloadKey};
 use presage_engine::{Execution, ProfileStore, StoreError};
 
+pub use fallback::FallbackStore;
+pub use merge::{merge_into, merge_profiles};
 pub use prior::{NEIGHBOUR_MIN_SIMILARITY, closest_profile, nearest};
 pub use sqlite::{SCHEMA_VERSION, SqliteStore};
 pub use url::{StoreUrl, open};
