@@ -25,7 +25,8 @@ pub enum AgentError {
         #[source]
         source: io::Error,
     },
-    /// A file of the agent's own had unexpected content.
+    /// A file had unexpected content: one of the agent's own, or an executable that
+    /// claims a format (ELF) it does not parse as.
     #[error("{path}: {message}")]
     Corrupt {
         /// The file.

@@ -52,7 +52,8 @@ where
     hex(&hasher.finalize()[..16])
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex of `bytes` (shared with the fingerprint's script hash).
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     bytes
         .iter()
@@ -60,6 +61,18 @@ fn hex(bytes: &[u8]) -> String {
             let _ = write!(s, "{b:02x}");
             s
         })
+}
+
+/// The path to read for the executable of process `pid` under `proc_root`:
+/// `<proc_root>/<pid>/exe`. Opening it opens the binary the process runs, even if the
+/// file on disk was replaced or deleted since it started. `None` when there is none to
+/// read: the process is gone, is a kernel thread (no executable), or is not ours to
+/// inspect.
+pub fn exe_of_process(proc_root: &Path, pid: u32) -> Option<PathBuf> {
+    let exe = proc_root.join(pid.to_string()).join("exe");
+    // metadata follows the link, so this fails exactly when opening it would.
+    std::fs::metadata(&exe).ok()?;
+    Some(exe)
 }
 
 /// Code ids of executables already hashed, keyed by what changes when the file does, so
@@ -75,9 +88,9 @@ impl CodeIdCache {
     /// be read (a kernel thread, a permission we lack).
     pub fn key_of_process(&mut self, proc_root: &Path, pid: u32) -> Option<WorkloadKey> {
         let dir = proc_root.join(pid.to_string());
-        let exe = dir.join("exe");
         // Through /proc/<pid>/exe the file is readable even if it was replaced on disk
         // since the process started — the code that is running is what counts.
+        let exe = exe_of_process(proc_root, pid)?;
         let meta = std::fs::metadata(&exe).ok()?;
         let stamp = (meta.dev(), meta.ino(), meta.mtime(), meta.size());
         let code_id = match self.known.get(&stamp) {
@@ -143,5 +156,22 @@ mod tests {
         let uid = unsafe { libc::getuid() };
         assert_eq!(key.user(), uid.to_string());
         assert!(cache.key_of_process(Path::new("/proc"), u32::MAX).is_none());
+    }
+
+    #[test]
+    fn exe_of_process_opens_this_binary_and_not_a_missing_one() {
+        let pid = std::process::id();
+        let exe = exe_of_process(Path::new("/proc"), pid).unwrap();
+        assert_eq!(exe, Path::new("/proc").join(pid.to_string()).join("exe"));
+        let current = std::env::current_exe().unwrap();
+        assert_eq!(
+            code_id_of_file(&exe).unwrap(),
+            code_id_of_file(&current).unwrap()
+        );
+        assert!(exe_of_process(Path::new("/proc"), u32::MAX).is_none());
+        // Kernel threads (kthreadd is pid 2 on Linux) have no executable to read.
+        if std::fs::read_to_string("/proc/2/comm").is_ok_and(|c| c.trim() == "kthreadd") {
+            assert!(exe_of_process(Path::new("/proc"), 2).is_none());
+        }
     }
 }

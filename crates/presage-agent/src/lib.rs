@@ -15,6 +15,7 @@ mod actuator;
 mod agent;
 mod config;
 mod error;
+mod fingerprint;
 mod identity;
 mod ledger;
 mod log;
@@ -30,7 +31,8 @@ pub use agent::{build_policy,
 };
 pub use config::{default_data_dir, AgentConfig, DEFAULT_CONFIG_TOML, Mode};
 pub use error::AgentError;
-pub use identity::{CodeIdCache, code_id_of_file, input_hash};
+pub use fingerprint::{FingerprintCache, MAX_IMPORTS, fingerprint_of_file};
+pub use identity::{CodeIdCache, code_id_of_file, exe_of_process, input_hash};
 pub use ledger::{Adoption, Ledger};
 pub use log::{DecisionLog, count_for};
 pub use registration::{Registration, pid_file, running_agent};
