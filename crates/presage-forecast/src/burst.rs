@@ -347,6 +347,43 @@ impl BurstClassifiers {
     }
 }
 
+/// Merging and decaying saved classifiers ([`crate::profile_ops`]).
+impl BurstClassifiers {
+    /// Per resource, the classifier with the longer observed span (ties: the larger JSON
+    /// text) is chosen: its class carries hysteresis and dwell times that do not add up
+    /// across hosts. The settings are chosen by JSON text where they differ.
+    pub(crate) fn merged(&self, other: &Self, model: &str) -> Result<Self, ForecastError> {
+        use crate::profile_ops::{larger, merge_maps};
+        let span = |c: &&BurstClassifier| match (c.first_at, c.last_at) {
+            (Some(first), Some(last)) => last.unix_ms().saturating_sub(first.unix_ms()),
+            _ => i64::MIN,
+        };
+        Ok(BurstClassifiers {
+            config: larger(model, self.config, other.config, |_| ())?,
+            per_resource: merge_maps(&self.per_resource, &other.per_resource, |_, x, y| {
+                larger(model, x, y, span).cloned()
+            })?,
+        })
+    }
+
+    /// Each classifier's evidence scaled by `factor`: its histogram's weights and its
+    /// decayed times (so the high fraction, their ratio, is kept), and the episode count
+    /// (kept at one or more once an episode has ended, as the mean is then a real one).
+    /// The class and the features stay until the next evaluation.
+    pub(crate) fn decayed(&self, factor: f64) -> Result<Self, ForecastError> {
+        let mut out = self.clone();
+        for resource in Resource::ALL {
+            if let Some(c) = out.per_resource.get_mut(resource) {
+                c.histogram = crate::profile_ops::scaled_histogram(&c.histogram, factor)?;
+                c.high_time *= factor;
+                c.total_time *= factor;
+                c.episodes = crate::profile_ops::scaled_count(c.episodes, factor, 1);
+            }
+        }
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use crate::demand::observed_demand;
 use crate::{ForecastError, Forecaster, ForecasterFactory, ModelState};
 
-const NAME: &str = "ensemble";
+pub(crate) const NAME: &str = "ensemble";
 const STATE_VERSION: u32 = 2;
 /// Forecasts judged per `ahead_s`, at most.
 const AHEAD_CHECKS: u32 = 4;
@@ -474,6 +474,9 @@ impl ForecasterFactory for Ensemble {
         Ok(Box::new(restored))
     }
 }
+
+mod profile;
+pub(crate) use profile::{decay, merge};
 
 #[cfg(test)]
 mod tests;

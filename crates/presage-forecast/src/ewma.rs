@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{ForecastError, Forecaster, ForecasterFactory, ModelState};
 
-const NAME: &str = "ewma";
+pub(crate) const NAME: &str = "ewma";
 const STATE_VERSION: u32 = 1;
 
 /// Standard-normal quantiles for [`presage_core::QUANTILE_LEVELS`]; "max" is read as four deviations.
@@ -173,6 +173,33 @@ impl ForecasterFactory for Ewma {
         restored.config = self.config;
         Ok(Box::new(restored))
     }
+}
+
+/// The merge key ([`crate::merge_states`] chooses the EWMA state with more of them): the
+/// samples behind each resource's moments, summed. Moments are levels, not sums, so two
+/// hosts' moments cannot be added.
+pub(crate) fn observations(state: &ModelState) -> Result<u64, ForecastError> {
+    let saved: EwmaState = state.decode(NAME, STATE_VERSION)?;
+    Ok(saved
+        .moments
+        .present()
+        .map(|(_, m)| u64::from(m.count))
+        .sum())
+}
+
+/// [`crate::decay_state`] of an EWMA state: each resource's sample count is scaled (it is
+/// the model's only evidence of confidence, gating `min_samples`); means and variances
+/// are kept.
+pub(crate) fn decay(state: &ModelState, factor: f64) -> Result<ModelState, ForecastError> {
+    let mut saved: EwmaState = state.decode(NAME, STATE_VERSION)?;
+    // At least one: a present resource with a zero count would read as unseen.
+    let keep = saved.config.min_samples.max(1);
+    for resource in Resource::ALL {
+        if let Some(m) = saved.moments.get_mut(resource) {
+            m.count = crate::profile_ops::scaled_count(m.count, factor, keep);
+        }
+    }
+    ModelState::encode(NAME, STATE_VERSION, &saved)
 }
 
 #[cfg(test)]

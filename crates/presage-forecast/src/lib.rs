@@ -4,7 +4,8 @@
 //! samples one at a time (O(1) each for the online models) and, when asked, forecasts
 //! every resource it models as quantiles per horizon. A [`ForecasterFactory`] is a model
 //! family with its settings; it makes a fresh forecaster per workload or restores one from
-//! a saved [`ModelState`] (which is how profiles outlive a process).
+//! a saved [`ModelState`] (which is how profiles outlive a process); [`merge_states`]
+//! joins two hosts' states of a family and [`decay_state`] weakens one into a prior.
 
 mod buckets;
 pub mod burst;
@@ -13,6 +14,7 @@ mod ensemble;
 mod ewma;
 mod histogram;
 pub mod models;
+pub mod profile_ops;
 mod residual;
 mod traits;
 
@@ -28,5 +30,6 @@ pub use models::holt_winters::{HoltWinters, HoltWintersConfig, ResidualDistribut
 pub use models::periodic::{Periodic, PeriodicConfig};
 pub use models::segmented::{DayGrouping, Segmented, SegmentedConfig};
 pub use models::window::{MovingWindow, WindowConfig};
+pub use profile_ops::{decay_state, merge_states};
 pub use residual::{Residual, ResidualConfig};
 pub use traits::{ForecastError, Forecaster, ForecasterFactory, ModelState};

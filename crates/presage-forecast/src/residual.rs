@@ -26,6 +26,8 @@ use crate::{
     DecayingHistogram, ExponentialBuckets, ForecastError, Forecaster, ForecasterFactory, ModelState,
 };
 
+/// The family name every residual window saves under (its label names the window).
+pub(crate) const NAME: &str = "residual";
 const STATE_VERSION: u32 = 1;
 
 /// Settings of the [`Residual`] model.
@@ -397,7 +399,7 @@ impl Forecaster for ResidualState {
     }
 
     fn save(&self) -> Result<ModelState, ForecastError> {
-        ModelState::encode("residual", STATE_VERSION, self)
+        ModelState::encode(NAME, STATE_VERSION, self)
     }
 }
 
@@ -416,7 +418,7 @@ impl ForecasterFactory for Residual {
     }
 
     fn restore(&self, state: &ModelState) -> Result<Box<dyn Forecaster>, ForecastError> {
-        let restored: ResidualState = state.decode("residual", STATE_VERSION)?;
+        let restored: ResidualState = state.decode(NAME, STATE_VERSION)?;
         if restored.config != self.config {
             // A different window or horizon layout: the learned histograms do not apply.
             return Err(ForecastError::WrongModel {
@@ -426,6 +428,53 @@ impl ForecasterFactory for Residual {
         }
         Ok(Box::new(restored))
     }
+}
+
+/// [`crate::merge_states`] of residual states: the one with more residuals is chosen
+/// (per resource the largest horizon count — the first horizon's, about the samples seen
+/// — summed). Its histograms could be summed, but the base window and the cached
+/// quantiles are one host's stream, and a base from one host over residuals from both
+/// would be a conformal predictor of neither. The configs must match, as [`Residual`]'s
+/// restore requires.
+pub(crate) fn merge(a: &ModelState, b: &ModelState) -> Result<ModelState, ForecastError> {
+    let decode = |s: &ModelState| s.decode::<ResidualState>(NAME, STATE_VERSION);
+    let (x, y) = (decode(a)?, decode(b)?);
+    if x.config != y.config {
+        return Err(crate::profile_ops::unmergeable(
+            a,
+            b,
+            "config",
+            format!("{} and {} differ", x.config.label(), y.config.label()),
+        ));
+    }
+    crate::profile_ops::choose(a, b, |s| {
+        Ok(decode(s)?
+            .tracks
+            .present()
+            .filter_map(|(_, t)| t.residuals.iter().map(|r| u64::from(r.count)).max())
+            .sum())
+    })
+}
+
+/// [`crate::decay_state`] of a residual state: every residual histogram's weights and
+/// count are scaled (the count kept at least at `min_residuals` where it was, or the
+/// forecast would fall back to the prior); the base window is a level and is kept. The
+/// cached quantiles stay valid: both sides of a horizon scale alike.
+pub(crate) fn decay(state: &ModelState, factor: f64) -> Result<ModelState, ForecastError> {
+    use crate::profile_ops::{scaled_count, scaled_histogram};
+    let mut saved: ResidualState = state.decode(NAME, STATE_VERSION)?;
+    let keep = saved.config.min_residuals;
+    for resource in Resource::ALL {
+        let Some(track) = saved.tracks.get_mut(resource) else {
+            continue;
+        };
+        for signed in &mut track.residuals {
+            signed.above = scaled_histogram(&signed.above, factor)?;
+            signed.below = scaled_histogram(&signed.below, factor)?;
+            signed.count = scaled_count(signed.count, factor, keep);
+        }
+    }
+    ModelState::encode(NAME, STATE_VERSION, &saved)
 }
 
 #[cfg(test)]

@@ -43,6 +43,27 @@ pub enum ForecastError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// Two saved states cannot be merged into one ([`crate::merge_states`]).
+    #[error("cannot merge {left} with {right}: {field} {reason}")]
+    Unmergeable {
+        /// The first state's family and version, e.g. `ewma v1`.
+        left: String,
+        /// The second state's family and version.
+        right: String,
+        /// What stands in the way: `model`, `version`, a setting or a member list.
+        field: &'static str,
+        /// How the two differ there.
+        reason: String,
+    },
+    /// A saved state belongs to a family whose merge and decay rules this build does not
+    /// know (a model from another crate).
+    #[error("no {operation} rule for saved states of model {model:?}")]
+    UnknownModel {
+        /// The state's family.
+        model: String,
+        /// `merge` or `decay`.
+        operation: &'static str,
+    },
 }
 
 /// A model's learned state, serialised for the profile store.

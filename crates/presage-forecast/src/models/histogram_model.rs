@@ -27,7 +27,7 @@ use crate::{
     DecayingHistogram, ExponentialBuckets, ForecastError, Forecaster, ForecasterFactory, ModelState,
 };
 
-const NAME: &str = "decaying-histogram";
+pub(crate) const NAME: &str = "decaying-histogram";
 const STATE_VERSION: u32 = 1;
 
 /// The bucket layout of `resource`'s unit (see the module docs), growing by `growth`.
@@ -234,6 +234,45 @@ impl ForecasterFactory for HistogramModel {
         restored.config = self.config;
         Ok(Box::new(restored))
     }
+}
+
+/// [`crate::merge_states`] of decaying-histogram states: per resource the histograms are
+/// added (aligned to the younger reference time, as if every sample had been seen on one
+/// host) and the sample counts added; a resource seen on one host only is kept. Burst
+/// classifiers: see [`BurstClassifiers`]. Histograms with different layouts or half-lives
+/// cannot be added and fail the merge.
+pub(crate) fn merge(a: &ModelState, b: &ModelState) -> Result<ModelState, ForecastError> {
+    use crate::profile_ops::{larger, merge_maps, merged_histogram};
+    let decode = |s: &ModelState| s.decode::<HistogramState>(NAME, STATE_VERSION);
+    let (x, y) = (decode(a)?, decode(b)?);
+    let merged = HistogramState {
+        config: larger(NAME, x.config, y.config, |_| ())?,
+        tracks: merge_maps(&x.tracks, &y.tracks, |_, p, q| {
+            Ok(Track {
+                histogram: merged_histogram(NAME, &p.histogram, &q.histogram)?,
+                samples: p.samples.saturating_add(q.samples),
+            })
+        })?,
+        bursts: x.bursts.merged(&y.bursts, NAME)?,
+    };
+    ModelState::encode(NAME, STATE_VERSION, &merged)
+}
+
+/// [`crate::decay_state`] of a decaying-histogram state: every histogram weight and every
+/// sample count is scaled (a count kept at `min_samples` where it was, so the resource is
+/// still forecast), and the burst evidence with them.
+pub(crate) fn decay(state: &ModelState, factor: f64) -> Result<ModelState, ForecastError> {
+    use crate::profile_ops::{scaled_count, scaled_histogram};
+    let mut saved: HistogramState = state.decode(NAME, STATE_VERSION)?;
+    let keep = saved.config.min_samples;
+    for resource in Resource::ALL {
+        if let Some(track) = saved.tracks.get_mut(resource) {
+            track.histogram = scaled_histogram(&track.histogram, factor)?;
+            track.samples = scaled_count(track.samples, factor, keep);
+        }
+    }
+    saved.bursts = saved.bursts.decayed(factor)?;
+    ModelState::encode(NAME, STATE_VERSION, &saved)
 }
 
 #[cfg(test)]

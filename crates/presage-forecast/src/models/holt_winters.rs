@@ -55,7 +55,7 @@ use crate::{
     DecayingHistogram, ExponentialBuckets, ForecastError, Forecaster, ForecasterFactory, ModelState,
 };
 
-const NAME: &str = "holt-winters";
+pub(crate) const NAME: &str = "holt-winters";
 const STATE_VERSION: u32 = 1;
 /// Residual horizons: the next sample, then [`HoltWintersConfig::residual_horizons_s`].
 const LADDER: usize = 5;
@@ -482,6 +482,42 @@ impl ForecasterFactory for HoltWinters {
             ..restored
         }))
     }
+}
+
+/// The merge key ([`crate::merge_states`] chooses the Holt-Winters state with more of
+/// them): the samples behind each resource's recursions, summed. Level, trend and season
+/// are one host's smoothing; averaging them would blur two phases into neither.
+pub(crate) fn observations(state: &ModelState) -> Result<u64, ForecastError> {
+    let saved: HwState = state.decode(NAME, STATE_VERSION)?;
+    Ok(saved
+        .tracks
+        .present()
+        .map(|(_, t)| u64::from(t.samples))
+        .sum())
+}
+
+/// [`crate::decay_state`] of a Holt-Winters state: the residual distributions' weights
+/// and counts and each resource's sample count are scaled (a residual count kept at the
+/// ten a ladder rung needs, a sample count at `min_samples`, where they were), and the
+/// burst evidence with them; level, trend, season, error scales and the detection
+/// history are kept.
+pub(crate) fn decay(state: &ModelState, factor: f64) -> Result<ModelState, ForecastError> {
+    use crate::profile_ops::{scaled_count, scaled_histogram};
+    let mut saved: HwState = state.decode(NAME, STATE_VERSION)?;
+    let keep = saved.config.min_samples;
+    for resource in Resource::ALL {
+        let Some(track) = saved.tracks.get_mut(resource) else {
+            continue;
+        };
+        track.samples = scaled_count(track.samples, factor, keep);
+        for r in &mut track.residuals {
+            r.over = scaled_histogram(&r.over, factor)?;
+            r.under = scaled_histogram(&r.under, factor)?;
+            r.count = scaled_count(r.count, factor, MIN_RESIDUALS);
+        }
+    }
+    saved.bursts = saved.bursts.decayed(factor)?;
+    ModelState::encode(NAME, STATE_VERSION, &saved)
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ use crate::demand::observed_demand;
 use crate::models::histogram_model::forecast_from;
 use crate::{ForecastError, Forecaster, ForecasterFactory, ModelState, normal_quantiles};
 
-const NAME: &str = "periodic";
+pub(crate) const NAME: &str = "periodic";
 const STATE_VERSION: u32 = 1;
 const RESOURCES: [Resource; 2] = [Resource::Cpu, Resource::Memory];
 
@@ -344,6 +344,26 @@ impl ForecasterFactory for Periodic {
             ..restored
         }))
     }
+}
+
+/// The merge key ([`crate::merge_states`] chooses the periodic state with more of them):
+/// the points held in the histories, summed over resources. The history and the period
+/// found in it are one host's stream; they cannot be added.
+pub(crate) fn observations(state: &ModelState) -> Result<u64, ForecastError> {
+    let saved: PeriodicState = state.decode(NAME, STATE_VERSION)?;
+    Ok(saved
+        .series
+        .present()
+        .map(|(_, s)| s.at_ms.len() as u64)
+        .sum())
+}
+
+/// [`crate::decay_state`] of a periodic state: the state is only a raw history (and the
+/// period detected in it), unweighted and gone within `history_s` of new data, so there
+/// is no evidence to scale and it is returned as it was (after checking it decodes).
+pub(crate) fn decay(state: &ModelState, _factor: f64) -> Result<ModelState, ForecastError> {
+    let saved: PeriodicState = state.decode(NAME, STATE_VERSION)?;
+    ModelState::encode(NAME, STATE_VERSION, &saved)
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use crate::burst::{BurstClassifiers, BurstConfig};
 use crate::demand::observed_demand;
 use crate::{DecayingHistogram, ForecastError, Forecaster, ForecasterFactory, ModelState};
 
-const NAME: &str = "segmented";
+pub(crate) const NAME: &str = "segmented";
 const STATE_VERSION: u32 = 1;
 
 /// How days are grouped into segments.
@@ -309,6 +309,84 @@ impl ForecasterFactory for Segmented {
             ..restored
         }))
     }
+}
+
+/// [`crate::merge_states`] of segmented states: per resource the overall histogram and
+/// each segment's histogram are added (a segment seen on one host only is kept), and the
+/// sample counts added — the segmented profile is all histograms, so two hosts' profiles
+/// pool like one host that saw both. The segmentations (slots and day grouping) must
+/// match, as must the histograms' layouts and half-lives. Burst classifiers: see
+/// [`BurstClassifiers`].
+pub(crate) fn merge(a: &ModelState, b: &ModelState) -> Result<ModelState, ForecastError> {
+    use crate::profile_ops::{larger, merge_maps, merged_histogram, unmergeable};
+    let decode = |s: &ModelState| s.decode::<SegmentedState>(NAME, STATE_VERSION);
+    let (x, y) = (decode(a)?, decode(b)?);
+    let shape = |c: &SegmentedConfig| (c.slots_per_day, c.days);
+    if shape(&x.config) != shape(&y.config) {
+        return Err(unmergeable(
+            a,
+            b,
+            "segmentation",
+            format!("{:?} and {:?} differ", shape(&x.config), shape(&y.config)),
+        ));
+    }
+    let profiles = merge_maps(&x.profiles, &y.profiles, |r, p, q| {
+        if p.segments.len() != q.segments.len() {
+            return Err(unmergeable(
+                a,
+                b,
+                "segments",
+                format!(
+                    "{r}: {} and {} segments",
+                    p.segments.len(),
+                    q.segments.len()
+                ),
+            ));
+        }
+        let segments = p
+            .segments
+            .iter()
+            .zip(&q.segments)
+            .map(|pair| match pair {
+                (Some(h), Some(g)) => merged_histogram(NAME, h, g).map(Some),
+                (h, g) => Ok(h.as_ref().or(g.as_ref()).cloned()),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Profile {
+            overall: merged_histogram(NAME, &p.overall, &q.overall)?,
+            segments,
+            samples: p.samples.saturating_add(q.samples),
+        })
+    })?;
+    let merged = SegmentedState {
+        config: larger(NAME, x.config, y.config, |_| ())?,
+        profiles,
+        bursts: x.bursts.merged(&y.bursts, NAME)?,
+    };
+    ModelState::encode(NAME, STATE_VERSION, &merged)
+}
+
+/// [`crate::decay_state`] of a segmented state: the overall and segment histograms'
+/// weights and the sample counts are scaled (a count kept at `min_samples` where it
+/// was), and the burst evidence with them. A scaled segment weighs less against
+/// `min_segment_weight`, so the blend leans on the overall histogram until the new
+/// version has filled it again.
+pub(crate) fn decay(state: &ModelState, factor: f64) -> Result<ModelState, ForecastError> {
+    use crate::profile_ops::{scaled_count, scaled_histogram};
+    let mut saved: SegmentedState = state.decode(NAME, STATE_VERSION)?;
+    let keep = saved.config.min_samples;
+    for resource in Resource::ALL {
+        let Some(profile) = saved.profiles.get_mut(resource) else {
+            continue;
+        };
+        profile.overall = scaled_histogram(&profile.overall, factor)?;
+        for h in profile.segments.iter_mut().flatten() {
+            *h = scaled_histogram(h, factor)?;
+        }
+        profile.samples = scaled_count(profile.samples, factor, keep);
+    }
+    saved.bursts = saved.bursts.decayed(factor)?;
+    ModelState::encode(NAME, STATE_VERSION, &saved)
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ use crate::burst::{BurstClassifiers, BurstConfig};
 use crate::demand::observed_demand;
 use crate::{ForecastError, Forecaster, ForecasterFactory, ModelState};
 
-const NAME: &str = "moving-window";
+pub(crate) const NAME: &str = "moving-window";
 const STATE_VERSION: u32 = 1;
 
 /// Settings of the [`MovingWindow`] model.
@@ -231,6 +231,27 @@ impl ForecasterFactory for MovingWindow {
         }
         Ok(Box::new(restored))
     }
+}
+
+/// The merge key ([`crate::merge_states`] chooses the moving-window state with more of
+/// them): the points held in the windows, summed over resources. A window is raw recent
+/// history, which two hosts' streams cannot share (their timestamps interleave).
+pub(crate) fn observations(state: &ModelState) -> Result<u64, ForecastError> {
+    let saved: WindowState = state.decode(NAME, STATE_VERSION)?;
+    Ok(saved
+        .windows
+        .present()
+        .map(|(_, w)| w.ring.len() as u64)
+        .sum())
+}
+
+/// [`crate::decay_state`] of a moving-window state: the points are unweighted and leave
+/// the window within `window_s` of new data anyway, so they are kept; only the burst
+/// evidence is scaled.
+pub(crate) fn decay(state: &ModelState, factor: f64) -> Result<ModelState, ForecastError> {
+    let mut saved: WindowState = state.decode(NAME, STATE_VERSION)?;
+    saved.bursts = saved.bursts.decayed(factor)?;
+    ModelState::encode(NAME, STATE_VERSION, &saved)
 }
 
 #[cfg(test)]
