@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use presage_core::{Limits, Resource, Sample, Timestamp, WorkloadId, WorkloadKey};
+use presage_core::{Fingerprint, Limits, Resource, Sample, Timestamp, WorkloadId, WorkloadKey};
 use presage_engine::{
     Engine, EngineConfig, MemoryStore, ProfileStore, TickReport, TickWrite, WorkloadSpec,
 };
@@ -21,7 +21,8 @@ use tracing::{debug, info, warn};
 use crate::actuator::{CgroupActuator, Registry, WriteLog, write_limits};
 use crate::config::{AgentConfig, Mode};
 use crate::error::AgentError;
-use crate::identity::CodeIdCache;
+use crate::fingerprint::FingerprintCache;
+use crate::identity::{CodeIdCache, exe_of_process};
 use crate::ledger::{Adoption, Ledger};
 use crate::log::DecisionLog;
 use crate::registration::Registration;
@@ -79,6 +80,8 @@ pub struct Explicit {
     pub key: WorkloadKey,
     /// Its policy.
     pub policy: WorkloadPolicy,
+    /// Its executable's fingerprint (for a cold start from similar code).
+    pub fingerprint: Option<Fingerprint>,
 }
 
 /// The engine, wired to cgroups.
@@ -94,6 +97,7 @@ pub struct Agent {
     log: Option<DecisionLog>,
     registrations: Option<PathBuf>,
     codes: CodeIdCache,
+    fingerprints: FingerprintCache,
     explicit: BTreeSet<WorkloadId>,
     discover: bool,
     last_discovery: Option<Timestamp>,
@@ -180,6 +184,7 @@ impl Agent {
             log,
             registrations,
             codes: CodeIdCache::default(),
+            fingerprints: FingerprintCache::default(),
             explicit: BTreeSet::new(),
             discover,
             last_discovery: None,
@@ -207,7 +212,11 @@ impl Agent {
     /// its id and whether a stored profile of its code was restored.
     pub fn adopt_explicit(&mut self, explicit: Explicit) -> Result<(WorkloadId, bool), AgentError> {
         let id = WorkloadId::new(&explicit.cgroup)?;
-        let restored = self.adopt(&explicit.cgroup, Some((explicit.key, explicit.policy)))?;
+        let restored = self.adopt(
+            &explicit.cgroup,
+            Some((explicit.key, explicit.policy)),
+            explicit.fingerprint,
+        )?;
         self.explicit.insert(id.clone());
         Ok((id, restored))
     }
@@ -385,7 +394,7 @@ impl Agent {
             if known {
                 continue;
             }
-            match self.adopt(&cgroup, None) {
+            match self.adopt(&cgroup, None, None) {
                 Ok(_) => tick.adopted.extend(WorkloadId::new(&cgroup).ok()),
                 Err(e) => tick.problems.push(format!("adopting {cgroup}: {e}")),
             }
@@ -396,6 +405,7 @@ impl Agent {
         &mut self,
         cgroup: &str,
         given: Option<(WorkloadKey, WorkloadPolicy)>,
+        fingerprint: Option<Fingerprint>,
     ) -> Result<bool, AgentError> {
         let id = WorkloadId::new(cgroup)?;
         let cg = Arc::new(Cgroup::open(&self.layout, cgroup)?);
@@ -408,6 +418,12 @@ impl Agent {
                 self.config.default_policy.clone(),
             ),
         };
+        let fingerprint = fingerprint.or_else(|| self.fingerprint_of(cg.as_ref()));
+        if let Some(fp) = &fingerprint
+            && let Err(e) = self.engine.store_mut().save_fingerprint(key.code_id(), fp)
+        {
+            warn!(cgroup, error = %e, "could not save the code's fingerprint");
+        }
         let original = match self.ledger.get(cgroup) {
             // Adopted before a crash: put back what the operator had, then start over
             // from there, so the engine's idea of the limits matches the kernel's.
@@ -437,7 +453,7 @@ impl Agent {
             key,
             limits: original,
             policy,
-            fingerprint: None,
+            fingerprint,
         })?;
         self.registry
             .lock()
@@ -479,6 +495,19 @@ impl Agent {
             tick.problems.push(e.to_string());
         }
         tick.released.push(id.clone());
+    }
+
+    /// The fingerprint of the cgroup's first process's executable, when readable.
+    fn fingerprint_of(&mut self, cg: &Cgroup) -> Option<Fingerprint> {
+        let pid = cg.processes().ok()??.first().copied()?;
+        let exe = exe_of_process(&self.config.proc_root, pid)?;
+        match self.fingerprints.fingerprint(&exe) {
+            Ok(fp) => Some(fp),
+            Err(e) => {
+                debug!(pid, error = %e, "no fingerprint");
+                None
+            }
+        }
     }
 
     fn key_of(&mut self, cg: &Cgroup, cgroup: &str) -> Result<WorkloadKey, AgentError> {
@@ -527,7 +556,9 @@ fn merge(into: &mut TickReport, one: TickReport) {
 }
 
 /// The allocation rule and forecaster `config` asks for, tuned for the live cadence.
-pub fn build_policy(config: &AgentConfig) -> Result<presage_policy::registry::PolicyParts, AgentError> {
+pub fn build_policy(
+    config: &AgentConfig,
+) -> Result<presage_policy::registry::PolicyParts, AgentError> {
     let bad = |message: String| AgentError::Policy {
         name: config.policy.clone(),
         message,

@@ -25,11 +25,11 @@ mod sampler;
 mod summary;
 
 pub use actuator::{CgroupActuator, Registry, WriteLog, write_limits};
-pub use agent::{build_policy, 
-    Agent, AgentTick, Explicit, Persistence, apply_initial_limits, decision_log_path, file_budget,
-    now,
+pub use agent::{
+    Agent, AgentTick, Explicit, Persistence, apply_initial_limits, build_policy, decision_log_path,
+    file_budget, now,
 };
-pub use config::{default_data_dir, AgentConfig, DEFAULT_CONFIG_TOML, Mode};
+pub use config::{AgentConfig, DEFAULT_CONFIG_TOML, Mode, default_data_dir};
 pub use error::AgentError;
 pub use fingerprint::{FingerprintCache, MAX_IMPORTS, fingerprint_of_file};
 pub use identity::{CodeIdCache, code_id_of_file, exe_of_process, input_hash};

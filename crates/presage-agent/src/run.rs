@@ -74,10 +74,26 @@ pub fn run(
         message: "no command given after --".into(),
     })?;
     let exe = resolve_program(Path::new(program))?;
-    let mut code_id = code_id_of_file(&exe)?;
-    if let Some(v) = &opts.version {
-        code_id = format!("{code_id}@{v}");
-    }
+    // Unlabelled, the code is what its bytes hash to, and a rebuilt binary is new code
+    // (it starts from its nearest fingerprint). Labelled with --code-version, the code
+    // is the program at its path and the label its version, so a new label starts from
+    // the previous label's profile.
+    let code_id = match &opts.version {
+        None => code_id_of_file(&exe)?,
+        Some(_) => format!(
+            "path:{}",
+            std::fs::canonicalize(&exe)
+                .unwrap_or_else(|_| exe.clone())
+                .display()
+        ),
+    };
+    let fingerprint = match crate::fingerprint::fingerprint_of_file(&exe) {
+        Ok(fp) => Some(fp),
+        Err(e) => {
+            warn!(error = %e, "no fingerprint; an unknown program starts from the defaults");
+            None
+        }
+    };
     let inputs = input_hash(&opts.command[1..]);
     // SAFETY: getuid has no preconditions and cannot fail.
     let uid = unsafe { libc::getuid() };
@@ -135,6 +151,7 @@ pub fn run(
                 cgroup: relative.clone(),
                 key: key.clone(),
                 policy,
+                fingerprint,
             })?;
             profile_restored = restored;
             Manager::Standalone(Box::new(agent))

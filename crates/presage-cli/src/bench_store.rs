@@ -115,7 +115,12 @@ fn tick_samples(ids: &[WorkloadId], at_s: i64) -> Result<Vec<Sample>> {
             let phase = (at_s as f64 / 60.0 + i as f64).sin();
             u.set(Resource::Cpu, 0.5 + 0.4 * phase)?;
             u.set(Resource::Memory, 2.0e8 + 1.0e8 * phase)?;
-            Ok(Sample::new(Timestamp::from_unix_secs(at_s), id.clone(), 1000, u)?)
+            Ok(Sample::new(
+                Timestamp::from_unix_secs(at_s),
+                id.clone(),
+                1000,
+                u,
+            )?)
         })
         .collect()
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::{Args as ClapArgs, Subcommand};
 use presage_core::WorkloadKey;
-use presage_engine::{Profile, ProfileStore};
+use presage_engine::Profile;
 use presage_store::{AdminStore, StoreUrl};
 
 /// Where the store is.

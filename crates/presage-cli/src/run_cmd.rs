@@ -28,7 +28,8 @@ pub(crate) struct Args {
     /// Priority weight when the node is short of capacity.
     #[arg(long)]
     weight: Option<f64>,
-    /// Version of the code, appended to its code id.
+    /// Version label of the code: the code is then known by its path and this label, and
+    /// a new label starts from the previous one's profile (weakened).
     #[arg(long = "code-version")]
     code_version: Option<String>,
     /// Write the execution summary as JSON here.

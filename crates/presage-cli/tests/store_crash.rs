@@ -14,8 +14,20 @@ const WORKLOADS: u64 = 300;
 /// kills it with SIGKILL and returns the last tick it reported committed.
 fn write_then_kill(db: &std::path::Path, start_s: i64, ticks: u64) -> u64 {
     let mut child = Command::new(env!("CARGO_BIN_EXE_presage"))
-        .args(["bench", "store", "--unpaced", "--print-ticks", "--profiles", "0"])
-        .args(["--workloads", &WORKLOADS.to_string(), "--seconds", "1000000"])
+        .args([
+            "bench",
+            "store",
+            "--unpaced",
+            "--print-ticks",
+            "--profiles",
+            "0",
+        ])
+        .args([
+            "--workloads",
+            &WORKLOADS.to_string(),
+            "--seconds",
+            "1000000",
+        ])
         .args(["--start-s", &start_s.to_string()])
         .arg("--store")
         .arg(format!("sqlite:{}", db.display()))
@@ -37,8 +49,8 @@ fn write_then_kill(db: &std::path::Path, start_s: i64, ticks: u64) -> u64 {
     let mut rest = String::new();
     out.read_to_string(&mut rest).unwrap();
     rest.lines()
-        .filter_map(|l| l.trim().trim_start_matches("tick ").parse().ok())
-        .last()
+        .rev()
+        .find_map(|l| l.trim().trim_start_matches("tick ").parse().ok())
         .unwrap_or(last)
 }
 
@@ -48,11 +60,19 @@ fn kill_9_mid_write_keeps_the_database_sound_and_loses_at_most_one_tick() {
     let db = dir.path().join("presage.db");
     let mut committed = 0u64;
     for round in 0..6u64 {
-        let reported = write_then_kill(&db, 1_700_000_000 + round as i64 * 10_000_000, 5 + round * 7);
+        let reported = write_then_kill(
+            &db,
+            1_700_000_000 + round as i64 * 10_000_000,
+            5 + round * 7,
+        );
         let mut store = SqliteStore::open(&db).unwrap();
         assert_eq!(store.integrity_check().unwrap(), "ok", "round {round}");
         let rows = store.counts().unwrap().raw_samples;
-        assert_eq!(rows % WORKLOADS, 0, "round {round}: a partial tick of {rows} rows");
+        assert_eq!(
+            rows % WORKLOADS,
+            0,
+            "round {round}: a partial tick of {rows} rows"
+        );
         let ticks = rows / WORKLOADS - committed;
         // The tick being written when the kill landed may or may not have committed.
         assert!(

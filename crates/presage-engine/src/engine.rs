@@ -17,8 +17,8 @@ use crate::fit;
 use crate::step::{self, StepContext};
 use crate::workload::Managed;
 use crate::{
-    Actuator, Issue, MemoryStore, PriorSource, Profile, ProfileStore, RecordOnly, Responder, Source,
-    SourceError, StoreError, TickReport, TickWrite, WorkloadSpec, WorkloadView,
+    Actuator, Issue, MemoryStore, PriorSource, Profile, ProfileStore, RecordOnly, Responder,
+    Source, SourceError, StoreError, TickReport, TickWrite, WorkloadSpec, WorkloadView,
 };
 
 /// Settings of the control loop.
@@ -245,7 +245,9 @@ impl Engine {
                 workload: spec.id.clone(),
                 source,
             })?;
-        let prior = self.store.load_prior(&spec.key, spec.fingerprint.as_ref())?;
+        let prior = self
+            .store
+            .load_prior(&spec.key, spec.fingerprint.as_ref())?;
         let weight = prior.as_ref().map_or(1.0, |p| prior_weight(&p.source));
         let mut restored = false;
         let forecaster = self.forecaster.as_ref().map(|factory| {
@@ -373,8 +375,7 @@ impl Engine {
         };
         self.accepted = accepted;
         self.accepted.clear();
-        if let Some(e) = failed
-        {
+        if let Some(e) = failed {
             report.issues.push(Issue {
                 workload: None,
                 message: e.to_string(),
@@ -491,7 +492,8 @@ impl Engine {
         }
         // Before the forecaster learns from it: the tally asks the prior what it expected.
         let first_horizon = self.config.horizons_s.first().copied().unwrap_or(60);
-        w.run.observe(sample, w.forecaster.as_deref(), first_horizon);
+        w.run
+            .observe(sample, w.forecaster.as_deref(), first_horizon);
         if let Some(f) = w.forecaster.as_mut() {
             f.observe(sample);
         }
@@ -624,15 +626,11 @@ fn weakened(state: &ModelState, weight: f64) -> ModelState {
     if weight >= 1.0 {
         return state.clone();
     }
-    match TEMP_decay(state, weight) {
+    match presage_forecast::decay_state(state, weight) {
         Ok(s) => s,
         Err(e) => {
             warn!(model = %state.model, error = %e, "prior could not be weakened; used whole");
             state.clone()
         }
     }
-}
-#[allow(non_snake_case)]
-fn TEMP_decay(s: &ModelState, _w: f64) -> Result<ModelState, String> {
-    Ok(s.clone())
 }

@@ -115,6 +115,11 @@ impl FallbackStore {
         self.inner.is_some() && self.failing.is_none()
     }
 
+    /// The latest failure, while the store is failing.
+    pub fn last_error(&self) -> Option<&str> {
+        self.failing.as_deref()
+    }
+
     /// Samples dropped because the store was away too long.
     pub fn dropped_samples(&self) -> u64 {
         self.pending.dropped_samples
@@ -212,9 +217,9 @@ fn flush_into(store: &mut dyn AdminStore, p: &mut Pending) -> Result<(), StoreEr
 
 impl ProfileStore for FallbackStore {
     fn load(&mut self, key: &WorkloadKey) -> Result<Option<Profile>, StoreError> {
-        Ok(self.load_prior(key, None)?.and_then(|p| {
-            (p.source == PriorSource::Exact).then_some(p.profile)
-        }))
+        Ok(self
+            .load_prior(key, None)?
+            .and_then(|p| (p.source == PriorSource::Exact).then_some(p.profile)))
     }
 
     fn load_prior(
@@ -258,12 +263,13 @@ impl ProfileStore for FallbackStore {
         if tick.is_empty() {
             return Ok(());
         }
-        if self.reach() && self.flush() {
-            if let Some(store) = self.inner.as_mut() {
-                match store.record(tick) {
-                    Ok(()) => return Ok(()),
-                    Err(e) => self.fail(&e),
-                }
+        if self.reach()
+            && self.flush()
+            && let Some(store) = self.inner.as_mut()
+        {
+            match store.record(tick) {
+                Ok(()) => return Ok(()),
+                Err(e) => self.fail(&e),
             }
         }
         self.pending.push_tick(tick);

@@ -43,10 +43,8 @@ pub fn merge_into(
     existing: impl IntoIterator<Item = Profile>,
     incoming: impl IntoIterator<Item = Profile>,
 ) -> Result<Vec<Profile>, StoreError> {
-    let mut by_key: std::collections::BTreeMap<_, Profile> = existing
-        .into_iter()
-        .map(|p| (p.key.clone(), p))
-        .collect();
+    let mut by_key: std::collections::BTreeMap<_, Profile> =
+        existing.into_iter().map(|p| (p.key.clone(), p)).collect();
     let mut touched = std::collections::BTreeSet::new();
     for p in incoming {
         let merged = match by_key.get(&p.key) {

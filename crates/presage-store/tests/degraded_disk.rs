@@ -40,16 +40,6 @@ impl Tmpfs {
     fn path(&self) -> &Path {
         self.dir.path()
     }
-
-    fn remount(&self, mode: &str) {
-        let ok = Command::new("mount")
-            .args(["-o", &format!("remount,{mode}")])
-            .arg(self.path())
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "remount {mode}");
-    }
 }
 
 impl Drop for Tmpfs {
@@ -103,7 +93,9 @@ fn raw_rows(db: &Path) -> u64 {
 
 #[test]
 fn a_full_disk_is_survived_and_caught_up() {
-    let Some(fs) = Tmpfs::mount("4m") else {
+    // Room for SQLite's WAL to reach its auto-checkpoint size (1,000 pages) with space
+    // to spare, so only the filler makes the disk full.
+    let Some(fs) = Tmpfs::mount("16m") else {
         return;
     };
     let db = fs.path().join("presage.db");
@@ -132,7 +124,7 @@ fn a_full_disk_is_survived_and_caught_up() {
     );
     std::fs::remove_file(&filler).unwrap();
     write_ticks(&mut store, 205, 1, 50);
-    assert!(store.is_connected());
+    assert!(store.is_connected(), "{:?}", store.last_error());
     assert_eq!(
         raw_rows(&db),
         206 * 50,
@@ -149,24 +141,88 @@ fn a_full_disk_is_survived_and_caught_up() {
     );
 }
 
+/// A read-only bind mount of `source` at a new directory (a remount of a mount with
+/// files open for writing is refused with EBUSY, so the database is read-only from the
+/// agent's start, as on a host whose state volume came up read-only).
+struct ReadOnlyView {
+    dir: tempfile::TempDir,
+}
+
+impl ReadOnlyView {
+    fn of(source: &Path) -> ReadOnlyView {
+        let dir = tempfile::tempdir().unwrap();
+        let run = |args: &[&str]| {
+            let ok = Command::new("mount")
+                .args(args)
+                .arg(dir.path())
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "mount {args:?}");
+        };
+        let ok = Command::new("mount")
+            .arg("--bind")
+            .arg(source)
+            .arg(dir.path())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "bind mount");
+        run(&["-o", "remount,bind,ro"]);
+        ReadOnlyView { dir }
+    }
+
+    fn make_writable(&self) {
+        let ok = Command::new("mount")
+            .args(["-o", "remount,bind,rw"])
+            .arg(self.dir.path())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "remount rw");
+    }
+}
+
+impl Drop for ReadOnlyView {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
 #[test]
 fn a_read_only_database_is_survived_and_caught_up() {
+    // The bind mount itself needs root; the tmpfs guard says so when it is missing.
     let Some(fs) = Tmpfs::mount("16m") else {
         return;
     };
-    let db = fs.path().join("presage.db");
+    {
+        let mut s = FallbackStore::with_retry(
+            StoreUrl::Sqlite(fs.path().join("presage.db")),
+            Duration::ZERO,
+        );
+        write_ticks(&mut s, 0, 3, 20);
+        assert!(s.is_connected());
+    }
+    let view = ReadOnlyView::of(fs.path());
+    let db = view.dir.path().join("presage.db");
     let mut store = FallbackStore::with_retry(StoreUrl::Sqlite(db.clone()), Duration::ZERO);
-    write_ticks(&mut store, 0, 3, 20);
-    fs.remount("ro");
     write_ticks(&mut store, 3, 10, 20);
+    store.save(&[profile("saved-while-read-only")]).unwrap();
     assert!(
         !store.is_connected(),
-        "writes to a read-only filesystem should have failed"
+        "writes to a read-only database should have failed"
     );
-    fs.remount("rw");
+    view.make_writable();
     write_ticks(&mut store, 13, 1, 20);
-    assert!(store.is_connected());
+    assert!(store.is_connected(), "{:?}", store.last_error());
     assert_eq!(raw_rows(&db), 14 * 20);
+    assert!(
+        SqliteStore::open(&db)
+            .unwrap()
+            .load(&profile("saved-while-read-only").key)
+            .unwrap()
+            .is_some()
+    );
 }
 
 #[test]
