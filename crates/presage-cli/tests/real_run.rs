@@ -14,6 +14,7 @@ use assert_cmd::Command;
 use presage_agent::run::{procs_files, spawn_in_cgroup};
 use presage_agent::{Sampler, now};
 use presage_core::WorkloadId;
+use presage_engine::PriorSource;
 use presage_linux::{Cgroup, CgroupManager, Layout};
 use serde_json::Value;
 
@@ -384,9 +385,15 @@ fn a_second_run_of_the_same_code_starts_from_its_profile() {
     }
     let dir = tempfile::tempdir().unwrap();
     let bin = presage();
-    let run = |summary: &Path| -> Value {
+    let run = |summary: &Path, version: &str| -> Value {
         Command::new(&bin)
-            .args(["run", "--standalone", "--data-dir"])
+            .args([
+                "run",
+                "--standalone",
+                "--code-version",
+                version,
+                "--data-dir",
+            ])
             .arg(dir.path())
             .arg("--summary-json")
             .arg(summary)
@@ -397,10 +404,35 @@ fn a_second_run_of_the_same_code_starts_from_its_profile() {
             .success();
         serde_json::from_str(&std::fs::read_to_string(summary).unwrap()).unwrap()
     };
-    let first = run(&dir.path().join("1.json"));
-    let second = run(&dir.path().join("2.json"));
+    let first = run(&dir.path().join("1.json"), "1.0");
+    let second = run(&dir.path().join("2.json"), "1.0");
+    // A new version of the same program starts from the previous version's profile.
+    let third = run(&dir.path().join("3.json"), "2.0");
     assert_eq!(first["profile_restored"], false, "{first}");
     assert_eq!(second["profile_restored"], true, "{second}");
+    assert_eq!(third["profile_restored"], true, "{third}");
     assert_eq!(first["code_id"], second["code_id"]);
-    assert!(dir.path().join("presage.db").exists());
+    // Every run is in the executions table, with its exit status and where its prior
+    // came from.
+    let code_id = first["code_id"].as_str().unwrap();
+    let mut store = presage_store::SqliteStore::open(&dir.path().join("presage.db")).unwrap();
+    let runs = presage_store::AdminStore::executions(&mut store, code_id).unwrap();
+    let priors: Vec<_> = runs
+        .iter()
+        .map(|e| (e.exit_status, e.prior.clone()))
+        .collect();
+    assert_eq!(
+        priors,
+        vec![
+            (Some(0), None),
+            (Some(0), Some(PriorSource::Exact)),
+            (
+                Some(0),
+                Some(PriorSource::PreviousVersion {
+                    code_version: "1.0".into()
+                })
+            ),
+        ]
+    );
+    assert!(runs.iter().all(|e| e.samples >= 2), "{runs:?}");
 }

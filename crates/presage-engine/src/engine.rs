@@ -4,7 +4,7 @@ use std::sync::Arc;
 use presage_core::{
     Decision, Limits, Reason, ResourceMap, Sample, Timestamp, WorkloadId, WorkloadKey,
 };
-use presage_forecast::{ForecasterFactory, ModelState};
+use presage_forecast::ForecasterFactory;
 use presage_policy::capacity::NodeCapacity;
 use presage_policy::{
     AllocatorFactory, BehaviorConfig, BehaviorScore, BudgetTracker, PolicyError, WorkloadPolicy,
@@ -14,6 +14,7 @@ use tracing::{debug, warn};
 
 use crate::execution::RunTally;
 use crate::fit;
+use crate::profile::{prior_weight, profile_of, weakened};
 use crate::step::{self, StepContext};
 use crate::workload::Managed;
 use crate::{
@@ -585,52 +586,5 @@ impl Engine {
     fn decision_horizon_s(&self) -> u32 {
         let first = self.config.horizons_s.first().copied().unwrap_or(1);
         self.config.decide_every_s.max(first) + self.config.actuation_delay_s
-    }
-}
-
-fn profile_of(w: &Managed, now: Timestamp) -> Option<Profile> {
-    let model = match w.forecaster.as_ref().map(|f| f.save()) {
-        Some(Ok(state)) => Some(state),
-        Some(Err(e)) => {
-            warn!(workload = %w.spec.id, error = %e, "could not save model state");
-            return None;
-        }
-        None => None,
-    };
-    if w.samples == 0 {
-        return None;
-    }
-    Some(Profile {
-        key: w.spec.key.clone(),
-        version: w.profile_version + 1,
-        samples: w.profile_samples + w.samples,
-        updated_at: now,
-        model,
-    })
-}
-
-/// How much of a prior's evidence a new workload inherits: all of its own profile, half
-/// of an earlier version's (the code changed, its behaviour may have), and half scaled
-/// by similarity of a neighbour's (other code, only alike from outside).
-pub(crate) fn prior_weight(source: &PriorSource) -> f64 {
-    match source {
-        PriorSource::Exact => 1.0,
-        PriorSource::PreviousVersion { .. } => 0.5,
-        PriorSource::Neighbour { similarity, .. } => 0.5 * similarity.clamp(0.0, 1.0),
-    }
-}
-
-/// `state` with its evidence scaled by `weight` (levels kept, counts shrunk), so the new
-/// workload's own samples outweigh the prior sooner.
-fn weakened(state: &ModelState, weight: f64) -> ModelState {
-    if weight >= 1.0 {
-        return state.clone();
-    }
-    match presage_forecast::decay_state(state, weight) {
-        Ok(s) => s,
-        Err(e) => {
-            warn!(model = %state.model, error = %e, "prior could not be weakened; used whole");
-            state.clone()
-        }
     }
 }

@@ -11,6 +11,7 @@ mod engine;
 mod execution;
 mod fit;
 mod memory_store;
+mod profile;
 mod report;
 mod step;
 mod traits;
