@@ -78,6 +78,14 @@ pub(crate) enum Command {
     /// Rows per table (profiles, executions, samples by resolution, fingerprints,
     /// decisions) as JSON.
     Stats(StoreArgs),
+    /// The recorded runs of a code id, oldest first, one JSON object per line: start,
+    /// end, exit status, peaks, totals, the prior it started from and its error.
+    Runs {
+        /// The code id (as `ls` prints it, before the `@`).
+        code_id: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Deletes a profile.
     Rm {
         /// The profile's key.
@@ -195,6 +203,11 @@ pub(crate) fn run(cmd: &Command) -> Result<()> {
                 out.len(),
                 s.describe()
             );
+        }
+        Command::Runs { code_id, store } => {
+            for e in open(store)?.executions(code_id)? {
+                println!("{}", serde_json::to_string(&e)?);
+            }
         }
         Command::Stats(store) => {
             let counts = open(store)?.counts()?;

@@ -435,4 +435,11 @@ fn a_second_run_of_the_same_code_starts_from_its_profile() {
         ]
     );
     assert!(runs.iter().all(|e| e.samples >= 2), "{runs:?}");
+    let listed = Command::new(&bin)
+        .args(["profiles", "runs", code_id, "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(listed.status.success());
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).lines().count(), 3);
 }
