@@ -2,14 +2,17 @@
 //!
 //! [`SqliteStore`] is the embedded default: one file (`<data-dir>/presage.db`), WAL
 //! journal, versioned migrations run on open, every tick's writes in one transaction — a
-//! crash loses at most the tick being written, never the database. [`open`] picks the
-//! backend from a store URL (`sqlite:PATH`, or `postgres://…` for a fleet).
+//! crash loses at most the tick being written, never the database. [`PostgresStore`] is
+//! the same schema in a PostgreSQL database that many agents on many hosts share, so a
+//! profile learned on one host is the prior on every other. [`open`] picks the backend
+//! from a store URL (`sqlite:PATH`, or `postgres://…` for a fleet).
 
 // Tests fail loudly on a broken fixture; the lint guards library code, not them.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod fallback;
 mod merge;
+mod postgres;
 mod prior;
 mod sqlite;
 mod url;
@@ -19,6 +22,8 @@ use presage_engine::{Execution, ProfileStore, StoreError};
 
 pub use fallback::FallbackStore;
 pub use merge::{merge_into, merge_profiles};
+// `self::`: the module shares its name with the driver crate.
+pub use self::postgres::PostgresStore;
 pub use prior::{NEIGHBOUR_MIN_SIMILARITY, closest_profile, nearest};
 pub use sqlite::{SCHEMA_VERSION, SqliteStore};
 pub use url::{StoreUrl, open};

@@ -4,10 +4,13 @@ use std::path::{Path, PathBuf};
 
 use presage_engine::StoreError;
 
-use crate::{AdminStore, SqliteStore};
+use crate::{AdminStore, PostgresStore, SqliteStore};
 
 /// A store location: `sqlite:PATH` or `postgres://…` / `postgresql://…`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Its `Debug` form shows a PostgreSQL URL without its password, so logging a parsed
+/// configuration never prints the fleet's credentials.
+#[derive(Clone, PartialEq, Eq)]
 pub enum StoreUrl {
     /// An SQLite file.
     Sqlite(PathBuf),
@@ -42,6 +45,18 @@ impl StoreUrl {
     }
 }
 
+impl std::fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreUrl::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
+            StoreUrl::Postgres(conn) => f
+                .debug_tuple("Postgres")
+                .field(&crate::postgres::redact(conn))
+                .finish(),
+        }
+    }
+}
+
 fn bad(text: &str, why: &str) -> StoreError {
     StoreError {
         context: format!("store URL {text:?}"),
@@ -49,7 +64,8 @@ fn bad(text: &str, why: &str) -> StoreError {
     }
 }
 
-/// Opens the store `url` names, creating an SQLite file's directory when missing.
+/// Opens the store `url` names, creating an SQLite file's directory when missing, or
+/// connecting to a PostgreSQL database (and migrating its schema).
 pub fn open(url: &StoreUrl) -> Result<Box<dyn AdminStore>, StoreError> {
     match url {
         StoreUrl::Sqlite(path) => {
@@ -61,10 +77,7 @@ pub fn open(url: &StoreUrl) -> Result<Box<dyn AdminStore>, StoreError> {
             }
             Ok(Box::new(SqliteStore::open(path)?))
         }
-        StoreUrl::Postgres(conn) => Err(StoreError {
-            context: format!("store URL {conn:?}"),
-            source: "PostgreSQL support is not built yet".into(),
-        }),
+        StoreUrl::Postgres(conn) => Ok(Box::new(PostgresStore::connect(conn)?)),
     }
 }
 
@@ -89,5 +102,7 @@ mod tests {
         let e = StoreUrl::parse("mysql://x").unwrap_err().to_string();
         assert!(e.contains("mysql://x") && e.contains("scheme"), "{e}");
         assert!(StoreUrl::parse("sqlite:").is_err());
+        let secret = StoreUrl::parse("postgres://u:hunter2@h/db").unwrap();
+        assert_eq!(format!("{secret:?}"), r#"Postgres("postgres://u@h/db")"#);
     }
 }
