@@ -3,6 +3,7 @@
 mod agent_cmd;
 mod bench_cmd;
 mod bench_store;
+mod coldstart_cmd;
 mod compare_live;
 mod evaluate_cmd;
 mod loadgen;
@@ -51,6 +52,10 @@ enum Command {
     /// Score every forecasting model one step ahead against the seasonal-naive and ETS
     /// baselines (p95 pinball loss, p95 coverage, MASE).
     EvaluateForecast(evaluate_cmd::Args),
+    /// Replay each workload as a second run after its profile was learned on a first run
+    /// (or taken from its nearest neighbour), against a cold start: the first day's slack
+    /// and violations relative to the steady state.
+    EvaluateColdstart(coldstart_cmd::Args),
     /// Run the agent: discover the host's workloads and manage their limits live.
     Agent(agent_cmd::Args),
     /// Run a command in a new cgroup managed by presage from its first instant.
@@ -91,6 +96,7 @@ fn main() -> ExitCode {
         Command::Trace(cmd) => trace_cmd::run(&cmd),
         Command::Train(args) => train_cmd::run(&args),
         Command::EvaluateForecast(args) => evaluate_cmd::run(&args),
+        Command::EvaluateColdstart(args) => coldstart_cmd::run(&args),
         Command::Loadgen(args) => loadgen::run(&args),
         Command::Agent(args) => agent_cmd::run(&args),
         Command::Bench(cmd) => bench_cmd::run(&cmd),

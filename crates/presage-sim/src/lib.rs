@@ -6,6 +6,7 @@
 //! limit is an OOM kill) and shows the engine what a host would show. Decisions made after
 //! observing step *t* take effect from step *t + 1* (plus any configured delay).
 
+pub mod coldstart;
 pub mod evaluate;
 pub mod metrics;
 mod oracle;

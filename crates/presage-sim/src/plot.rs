@@ -279,3 +279,69 @@ pub fn timeline(
         },
     )
 }
+
+/// One resource of a cold-start evaluation, day by day of the second run: each arm's
+/// slack (`slack_*`) and violation rate (`violations_*`), with the steady state drawn
+/// flat for reference. Returns the files written.
+pub fn coldstart_days(
+    report: &crate::coldstart::PolicyReport,
+    resource: &str,
+    dir: &Path,
+) -> Result<Vec<PathBuf>, PlotError> {
+    let Some(r) = report.resources.get(resource) else {
+        return Ok(Vec::new());
+    };
+    let mut written = Vec::new();
+    type Pick = fn(&crate::coldstart::Window) -> f64;
+    let metrics: [(&str, &str, Pick); 2] = [
+        ("slack", "slack (% of allocation)", |w| w.slack),
+        ("violations", "violation rate (% of workload-steps)", |w| {
+            w.violation_rate
+        }),
+    ];
+    for (stem, y_desc, pick) in metrics {
+        let mut series: Vec<(String, Vec<(f64, f64)>)> = r
+            .by_day
+            .iter()
+            .map(|(arm, days)| {
+                (
+                    arm.name().to_owned(),
+                    days.iter()
+                        .enumerate()
+                        .filter(|(_, w)| w.steps > 0)
+                        .map(|(d, w)| ((d + 1) as f64, pick(w) * 100.0))
+                        .collect(),
+                )
+            })
+            .collect();
+        let days = series.iter().map(|s| s.1.len()).max().unwrap_or(0).max(1) as f64;
+        let steady = pick(&r.steady) * 100.0;
+        series.push((
+            "steady state (continuous, days ≥ 2)".to_owned(),
+            vec![(1.0, steady), (days, steady)],
+        ));
+        let y_max = series
+            .iter()
+            .flat_map(|(_, p)| p.iter().map(|q| q.1))
+            .fold(1e-3f64, f64::max)
+            * 1.15;
+        let title = format!(
+            "{}: {resource} {stem} by day of the second run",
+            report.policy
+        );
+        written.extend(both_formats(
+            &dir.join(format!("coldstart_{}_{resource}_{stem}", report.policy)),
+            &LineChart {
+                title: &title,
+                x_desc: "day of the second run",
+                y_desc,
+                x_max: days + 0.5,
+                y_max,
+                series: &series,
+                markers: true,
+                mark: None,
+            },
+        )?);
+    }
+    Ok(written)
+}

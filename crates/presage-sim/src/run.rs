@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use presage_core::{Resource, ResourceMap, Timestamp, WorkloadId};
-use presage_engine::{Engine, EngineConfig, WorkloadSpec};
+use presage_engine::{Engine, EngineConfig, ProfileStore, WorkloadSpec};
 use presage_policy::capacity::{NodeCapacity, weighted_max_min};
 use presage_policy::registry::{self, PolicyParts};
 use presage_policy::{PolicyError, WorkloadPolicy};
@@ -302,7 +302,7 @@ pub fn simulate_with(
 
 /// Horizons scaled to the trace's step (the median over workloads of their first step):
 /// one step, three, twelve.
-fn engine_config(trace: &Trace, options: &SimOptions) -> EngineConfig {
+pub(crate) fn engine_config(trace: &Trace, options: &SimOptions) -> EngineConfig {
     let mut steps: Vec<u32> = trace.workloads.iter().map(first_interval_ms).collect();
     let mid = steps.len() / 2;
     let step_s = steps.select_nth_unstable(mid).1.div_ceil(1000).max(1);
@@ -317,7 +317,7 @@ fn engine_config(trace: &Trace, options: &SimOptions) -> EngineConfig {
     }
 }
 
-fn policy_for(run: &PolicyRun) -> WorkloadPolicy {
+pub(crate) fn policy_for(run: &PolicyRun) -> WorkloadPolicy {
     if run.name == "oracle" {
         // The oracle knows the future exactly; damping would only make it worse.
         WorkloadPolicy {
@@ -337,10 +337,26 @@ fn build_engine(
     actuator: SimActuator,
     resolver: &Resolver<'_>,
 ) -> Result<Engine, SimError> {
+    build_engine_with_store(run, config, actuator, resolver, None)
+}
+
+/// [`build_engine`] with a given profile store (`None`: the engine's default, an empty
+/// in-memory one). The cold-start evaluation hands in stores holding learned profiles.
+pub(crate) fn build_engine_with_store(
+    run: &PolicyRun,
+    config: &EngineConfig,
+    actuator: SimActuator,
+    resolver: &Resolver<'_>,
+    store: Option<Box<dyn ProfileStore>>,
+) -> Result<Engine, SimError> {
     let parts = resolver(run)?;
     let builder = Engine::builder(parts.allocator);
     let builder = match parts.forecaster {
         Some(f) => builder.forecaster(f),
+        None => builder,
+    };
+    let builder = match store {
+        Some(s) => builder.store(s),
         None => builder,
     };
     builder
@@ -443,7 +459,7 @@ fn simulate_pack(
 }
 
 /// Moves the actuator's queued changes to their workloads.
-fn deliver(queue: &Mutex<Vec<Pending>>, world: &mut [SimWorkload<'_>]) {
+pub(crate) fn deliver(queue: &Mutex<Vec<Pending>>, world: &mut [SimWorkload<'_>]) {
     let Ok(mut queue) = queue.lock() else {
         return;
     };
