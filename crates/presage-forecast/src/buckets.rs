@@ -68,6 +68,21 @@ impl ExponentialBuckets {
         }
     }
 
+    /// `(first bucket width, ratio, count)`, as a saved state holds them.
+    pub(crate) fn parts(&self) -> (f64, f64, usize) {
+        (self.first, self.ratio, self.count)
+    }
+
+    /// A layout from saved parts, unchecked as a deserialised one is (a histogram checks
+    /// its layout before using it).
+    pub(crate) fn from_parts(first: f64, ratio: f64, count: usize) -> Self {
+        ExponentialBuckets {
+            first,
+            ratio,
+            count,
+        }
+    }
+
     /// Number of buckets.
     pub fn len(&self) -> usize {
         self.count

@@ -30,10 +30,12 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use presage_core::{Forecast, HorizonForecast, Resource, ResourceMap, Sample, Timestamp};
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::demand::observed_demand;
-use crate::{ForecastError, Forecaster, ForecasterFactory, ModelState};
+use crate::{ForecastError, Forecaster, ForecasterFactory, ModelState, StateView};
 
 pub(crate) const NAME: &str = "ensemble";
 const STATE_VERSION: u32 = 2;
@@ -161,9 +163,11 @@ struct EnsembleState {
     seen: ResourceMap<bool>,
 }
 
-/// What an ensemble saves: its own scores plus every member's state.
+/// What an ensemble saves: its own scores plus every member's state. `M` is
+/// [`IgnoredAny`] when restoring, which reads the members in place instead
+/// ([`member_views`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Saved {
+struct Saved<M = Vec<ModelState>> {
     scores: Vec<ResourceMap<Score>>,
     chosen: ResourceMap<usize>,
     ahead: Vec<ResourceMap<AheadScore>>,
@@ -172,7 +176,42 @@ struct Saved {
     first_at: Option<Timestamp>,
     step_s: u32,
     last_at: Option<Timestamp>,
-    members: Vec<ModelState>,
+    members: M,
+}
+
+/// The members' saved states inside an ensemble's, borrowed: decoding them as
+/// `Vec<ModelState>` would copy every member's tree before each member decodes it again.
+fn member_views(state: StateView<'_>) -> Result<Vec<StateView<'_>>, ForecastError> {
+    let malformed = |what: String| ForecastError::Malformed {
+        model: NAME.to_owned(),
+        source: serde::de::Error::custom(what),
+    };
+    let members = state
+        .state
+        .get("members")
+        .and_then(Value::as_array)
+        .ok_or_else(|| malformed("members: not a list of saved states".into()))?;
+    members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let model = m.get("model").and_then(Value::as_str);
+            let version = m
+                .get("version")
+                .and_then(Value::as_u64)
+                .and_then(|v| u32::try_from(v).ok());
+            match (model, version, m.get("state")) {
+                (Some(model), Some(version), Some(state)) => Ok(StateView {
+                    model,
+                    version,
+                    state,
+                }),
+                _ => Err(malformed(format!(
+                    "members[{i}]: not a saved state (model, version and state)"
+                ))),
+            }
+        })
+        .collect()
 }
 
 impl EnsembleState {
@@ -399,7 +438,7 @@ impl Forecaster for EnsembleState {
     }
 
     fn save(&self) -> Result<ModelState, ForecastError> {
-        let saved = Saved {
+        let saved: Saved = Saved {
             scores: self.scores.clone(),
             chosen: self.chosen,
             ahead: self.ahead.clone(),
@@ -442,19 +481,24 @@ impl ForecasterFactory for Ensemble {
     }
 
     fn restore(&self, state: &ModelState) -> Result<Box<dyn Forecaster>, ForecastError> {
-        let saved: Saved = state.decode(NAME, STATE_VERSION)?;
+        self.restore_view(state.view())
+    }
+
+    fn restore_view(&self, state: StateView<'_>) -> Result<Box<dyn Forecaster>, ForecastError> {
+        let saved: Saved<IgnoredAny> = state.decode(NAME, STATE_VERSION)?;
+        let views = member_views(state)?;
         let n = self.members.len();
-        if saved.members.len() != n || saved.scores.len() != n || saved.ahead.len() != n {
+        if views.len() != n || saved.scores.len() != n || saved.ahead.len() != n {
             return Err(ForecastError::WrongModel {
                 expected: format!("{NAME} of {:?}", self.member_names()),
-                found: format!("{NAME} of {} members", saved.members.len()),
+                found: format!("{NAME} of {} members", views.len()),
             });
         }
         let members = self
             .members
             .iter()
-            .zip(&saved.members)
-            .map(|(family, s)| family.restore(s))
+            .zip(views)
+            .map(|(family, s)| family.restore_view(s))
             .collect::<Result<Vec<_>, _>>()?;
         let mut restored = EnsembleState {
             config: self.config.clone(),

@@ -7,7 +7,7 @@ use presage_core::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::{ForecastError, Forecaster, ForecasterFactory, ModelState};
+use crate::{ForecastError, Forecaster, ForecasterFactory, ModelState, StateView};
 
 pub(crate) const NAME: &str = "ewma";
 const STATE_VERSION: u32 = 1;
@@ -168,6 +168,10 @@ impl ForecasterFactory for Ewma {
     }
 
     fn restore(&self, state: &ModelState) -> Result<Box<dyn Forecaster>, ForecastError> {
+        self.restore_view(state.view())
+    }
+
+    fn restore_view(&self, state: StateView<'_>) -> Result<Box<dyn Forecaster>, ForecastError> {
         let mut restored: EwmaState = state.decode(NAME, STATE_VERSION)?;
         // The running settings win over the saved ones; the learned moments carry over.
         restored.config = self.config;

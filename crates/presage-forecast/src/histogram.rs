@@ -27,11 +27,12 @@
 //! the integer 10000, to keep Kubernetes objects small. presage stores profiles in its own
 //! database and merges them across nodes, where rounding would compound, so a checkpoint
 //! here keeps the exact weights (only the non-empty buckets): a save/load round trip
-//! reproduces the histogram exactly (through JSON, up to the number parser: serde_json
-//! without its `float_roundtrip` feature may move a weight by one ulp).
+//! reproduces the histogram exactly. A saved histogram is its checkpoint packed into one
+//! string, every weight as its IEEE-754 bits (see `crate::codec`), so no JSON number
+//! parser can move one by an ulp.
 
 use presage_core::Timestamp;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::{ExponentialBuckets, ForecastError};
 
@@ -50,9 +51,9 @@ const MAX_BUCKETS: usize = 1 << 16;
 /// A histogram over an exponential bucket layout whose samples lose half their weight per
 /// half-life (or never, with an infinite half-life). See the module documentation.
 ///
-/// Serialises as its [`HistogramCheckpoint`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "HistogramCheckpoint", into = "HistogramCheckpoint")]
+/// Serialises as its [`HistogramCheckpoint`] packed into one string (`crate::codec`), and
+/// reads that or the checkpoint object earlier versions wrote.
+#[derive(Debug, Clone, PartialEq)]
 pub struct DecayingHistogram {
     layout: ExponentialBuckets,
     /// `None`: no decay.
@@ -498,6 +499,19 @@ pub struct HistogramCheckpoint {
     pub total_weight: f64,
     /// `(bucket index, weight)` for each bucket holding weight.
     pub buckets: Vec<(usize, f64)>,
+}
+
+impl Serialize for DecayingHistogram {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::codec::histogram::pack(&self.checkpoint()))
+    }
+}
+
+impl<'de> Deserialize<'de> for DecayingHistogram {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let checkpoint = crate::codec::histogram::deserialize(d)?;
+        DecayingHistogram::from_checkpoint(&checkpoint).map_err(serde::de::Error::custom)
+    }
 }
 
 impl From<DecayingHistogram> for HistogramCheckpoint {

@@ -9,6 +9,7 @@
 
 mod buckets;
 pub mod burst;
+mod codec;
 pub mod demand;
 mod ensemble;
 mod ewma;
@@ -32,4 +33,4 @@ pub use models::segmented::{DayGrouping, Segmented, SegmentedConfig};
 pub use models::window::{MovingWindow, WindowConfig};
 pub use profile_ops::{decay_state, merge_states};
 pub use residual::{Residual, ResidualConfig};
-pub use traits::{ForecastError, Forecaster, ForecasterFactory, ModelState};
+pub use traits::{ForecastError, Forecaster, ForecasterFactory, ModelState, StateView};

@@ -38,15 +38,23 @@
 //! Settings saved inside a state (each family's `config`) are chosen by the same JSON
 //! order where they differ; restore replaces most of them by the running settings anyway.
 //!
+//! **Versions.** Merging and decaying work on the typed state of each family, so the
+//! packed arrays of the current layouts (see `crate::codec`) are decoded and re-encoded
+//! with the rest. A state saved in an older layout its family still reads is first
+//! rewritten in the current one, so a profile saved before an upgrade merges with one
+//! saved after it, and every result is in the current layout.
+//!
 //! **Associativity.** Chosen parts are exact maxima; added parts are sums, so
 //! `merge(merge(a, b), c)` equals `merge(a, merge(b, c))` up to floating-point rounding
 //! in the added weights. Histograms with different reference times are aligned to the
 //! younger one by exact powers of two (see [`DecayingHistogram::merge`]).
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
+use std::ops::RangeInclusive;
 
 use presage_core::{Resource, ResourceMap};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{DecayingHistogram, ForecastError, ModelState, ensemble, ewma, models, residual};
 
@@ -58,6 +66,8 @@ pub fn merge_states(a: &ModelState, b: &ModelState) -> Result<ModelState, Foreca
     if a.model != b.model {
         return Err(unmergeable(a, b, "model", "families differ"));
     }
+    // A profile saved before a layout change merges with one saved after it.
+    let (a, b) = (&*current(a)?, &*current(b)?);
     if a.version != b.version {
         return Err(unmergeable(a, b, "version", "state versions differ"));
     }
@@ -103,6 +113,38 @@ pub fn decay_state(s: &ModelState, factor: f64) -> Result<ModelState, ForecastEr
             operation: "decay",
         }),
     }
+}
+
+/// `s` in the layout this build writes: a state of an older version its family still
+/// reads is decoded and written anew; any other (the current version, a newer one, a
+/// family without older layouts or unknown here) is returned as it is. Decaying needs no
+/// such step: every family's decay decodes and writes its state anyway.
+fn current(s: &ModelState) -> Result<Cow<'_, ModelState>, ForecastError> {
+    use models::{histogram_model, holt_winters, periodic, segmented, window};
+    match s.model.as_str() {
+        histogram_model::NAME => histogram_model::upgrade(s),
+        segmented::NAME => segmented::upgrade(s),
+        residual::NAME => residual::upgrade(s),
+        holt_winters::NAME => holt_winters::upgrade(s),
+        window::NAME => window::upgrade(s),
+        periodic::NAME => periodic::upgrade(s),
+        _ => Ok(Cow::Borrowed(s)),
+    }
+}
+
+/// `state` decoded as `T` and encoded at the last of `versions` when it is of an earlier
+/// one of them; as it is otherwise.
+pub(crate) fn upgraded<'a, T: Serialize + for<'de> Deserialize<'de>>(
+    state: &'a ModelState,
+    model: &str,
+    versions: RangeInclusive<u32>,
+) -> Result<Cow<'a, ModelState>, ForecastError> {
+    let latest = *versions.end();
+    if state.model != model || state.version >= latest || !versions.contains(&state.version) {
+        return Ok(Cow::Borrowed(state));
+    }
+    let decoded: T = state.decode_versions(model, versions)?;
+    ModelState::encode(model, latest, &decoded).map(Cow::Owned)
 }
 
 /// The error for two states that cannot be merged, naming both.

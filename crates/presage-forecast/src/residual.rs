@@ -14,6 +14,7 @@
 //! Until `min_residuals` residuals are known the forecast is a crude prior: the base
 //! with a spread up to 2× (a new workload is given room, not starved).
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 
 use presage_core::{
@@ -23,12 +24,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::demand::observed_demand;
 use crate::{
-    DecayingHistogram, ExponentialBuckets, ForecastError, Forecaster, ForecasterFactory, ModelState,
+    DecayingHistogram, ExponentialBuckets, ForecastError, Forecaster, ForecasterFactory,
+    ModelState, StateView,
 };
 
 /// The family name every residual window saves under (its label names the window).
 pub(crate) const NAME: &str = "residual";
-const STATE_VERSION: u32 = 1;
+/// Version 2 packs the histograms, the cached quantiles and the recent and base windows
+/// (`crate::codec`); version 1 wrote them as JSON objects and arrays and is still read.
+const STATE_VERSION: u32 = 2;
+const OLDEST_VERSION: u32 = 1;
 
 /// Settings of the [`Residual`] model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -149,6 +154,8 @@ struct Signed {
     /// The residual at each level, refreshed every [`REFRESH_EVERY`] residuals once the
     /// histograms are established: one more sample barely moves a quantile of hundreds,
     /// and walking both histograms at every forecast was most of the model's cost.
+    /// Packed, as is `recent`: there are a few dozen of these in an ensemble's state.
+    #[serde(with = "crate::codec::f64_array")]
     cached: [f64; QUANTILE_LEVELS.len()],
     stale: u32,
 }
@@ -233,8 +240,11 @@ impl Signed {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Track {
     /// (time ms, demand) of the base window, values decreasing: the front is the max.
+    /// Packed: a falling load keeps up to a whole window of points here.
+    #[serde(with = "crate::codec::timed")]
     window: VecDeque<(i64, f64)>,
     /// The last samples' (demand, base at that sample), newest last, for the residuals.
+    #[serde(with = "crate::codec::f64_pairs")]
     recent: VecDeque<(f64, f64)>,
     residuals: Vec<Signed>,
 }
@@ -418,7 +428,12 @@ impl ForecasterFactory for Residual {
     }
 
     fn restore(&self, state: &ModelState) -> Result<Box<dyn Forecaster>, ForecastError> {
-        let restored: ResidualState = state.decode(NAME, STATE_VERSION)?;
+        self.restore_view(state.view())
+    }
+
+    fn restore_view(&self, state: StateView<'_>) -> Result<Box<dyn Forecaster>, ForecastError> {
+        let restored: ResidualState =
+            state.decode_versions(NAME, OLDEST_VERSION..=STATE_VERSION)?;
         if restored.config != self.config {
             // A different window or horizon layout: the learned histograms do not apply.
             return Err(ForecastError::WrongModel {
@@ -437,7 +452,8 @@ impl ForecasterFactory for Residual {
 /// would be a conformal predictor of neither. The configs must match, as [`Residual`]'s
 /// restore requires.
 pub(crate) fn merge(a: &ModelState, b: &ModelState) -> Result<ModelState, ForecastError> {
-    let decode = |s: &ModelState| s.decode::<ResidualState>(NAME, STATE_VERSION);
+    let decode =
+        |s: &ModelState| s.decode_versions::<ResidualState>(NAME, OLDEST_VERSION..=STATE_VERSION);
     let (x, y) = (decode(a)?, decode(b)?);
     if x.config != y.config {
         return Err(crate::profile_ops::unmergeable(
@@ -456,13 +472,19 @@ pub(crate) fn merge(a: &ModelState, b: &ModelState) -> Result<ModelState, Foreca
     })
 }
 
+/// The state in this build's layout: one saved before the layout changed is decoded and
+/// written anew ([`crate::merge_states`] merges states of one version).
+pub(crate) fn upgrade(state: &ModelState) -> Result<Cow<'_, ModelState>, ForecastError> {
+    crate::profile_ops::upgraded::<ResidualState>(state, NAME, OLDEST_VERSION..=STATE_VERSION)
+}
+
 /// [`crate::decay_state`] of a residual state: every residual histogram's weights and
 /// count are scaled (the count kept at least at `min_residuals` where it was, or the
 /// forecast would fall back to the prior); the base window is a level and is kept. The
 /// cached quantiles stay valid: both sides of a horizon scale alike.
 pub(crate) fn decay(state: &ModelState, factor: f64) -> Result<ModelState, ForecastError> {
     use crate::profile_ops::{scaled_count, scaled_histogram};
-    let mut saved: ResidualState = state.decode(NAME, STATE_VERSION)?;
+    let mut saved: ResidualState = state.decode_versions(NAME, OLDEST_VERSION..=STATE_VERSION)?;
     let keep = saved.config.min_residuals;
     for resource in Resource::ALL {
         let Some(track) = saved.tracks.get_mut(resource) else {

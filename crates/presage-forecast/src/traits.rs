@@ -1,4 +1,5 @@
 use std::fmt::Debug;
+use std::ops::RangeInclusive;
 
 use presage_core::{Forecast, Quantiles, Resource, Sample, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -16,13 +17,15 @@ pub enum ForecastError {
         found: String,
     },
     /// A saved state has a format version this build cannot read.
-    #[error("saved state of model {model:?} has version {found}; this build reads {supported}")]
+    #[error(
+        "saved state of model {model:?} has version {found}; this build reads up to {supported}"
+    )]
     UnsupportedVersion {
         /// The model.
         model: String,
         /// The state's version.
         found: u32,
-        /// The version this build writes and reads.
+        /// The version this build writes (it may read some older ones too).
         supported: u32,
     },
     /// A saved state did not parse.
@@ -78,29 +81,32 @@ pub struct ModelState {
 }
 
 impl ModelState {
+    /// The state borrowed, for [`ForecasterFactory::restore_view`].
+    pub fn view(&self) -> StateView<'_> {
+        StateView {
+            model: &self.model,
+            version: self.version,
+            state: &self.state,
+        }
+    }
+
     /// Decodes `state` as `T` after checking it was written by `model` at `version`.
     pub fn decode<T: for<'de> Deserialize<'de>>(
         &self,
         model: &str,
         version: u32,
     ) -> Result<T, ForecastError> {
-        if self.model != model {
-            return Err(ForecastError::WrongModel {
-                expected: model.to_owned(),
-                found: self.model.clone(),
-            });
-        }
-        if self.version != version {
-            return Err(ForecastError::UnsupportedVersion {
-                model: model.to_owned(),
-                found: self.version,
-                supported: version,
-            });
-        }
-        serde_json::from_value(self.state.clone()).map_err(|source| ForecastError::Malformed {
-            model: model.to_owned(),
-            source,
-        })
+        self.view().decode_versions(model, version..=version)
+    }
+
+    /// Decodes `state` as `T` after checking it was written by `model` at one of
+    /// `versions` (see [`StateView::decode_versions`]).
+    pub fn decode_versions<T: for<'de> Deserialize<'de>>(
+        &self,
+        model: &str,
+        versions: RangeInclusive<u32>,
+    ) -> Result<T, ForecastError> {
+        self.view().decode_versions(model, versions)
     }
 
     /// Encodes `state` as written by `model` at `version`.
@@ -116,6 +122,83 @@ impl ModelState {
                 model: model.to_owned(),
                 source,
             })?,
+        })
+    }
+}
+
+/// A saved state borrowed from wherever it is held: an ensemble's members are restored
+/// from inside its own state's tree this way, without copying them out
+/// ([`ForecasterFactory::restore_view`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StateView<'a> {
+    /// The model family ([`ModelState::model`]).
+    pub model: &'a str,
+    /// The state's format version ([`ModelState::version`]).
+    pub version: u32,
+    /// The state itself ([`ModelState::state`]).
+    pub state: &'a serde_json::Value,
+}
+
+impl StateView<'_> {
+    /// The state as an owned [`ModelState`] (a copy of the tree).
+    pub fn to_model_state(&self) -> ModelState {
+        ModelState {
+            model: self.model.to_owned(),
+            version: self.version,
+            state: self.state.clone(),
+        }
+    }
+
+    /// Decodes `state` as `T` after checking it was written by `model` at `version`.
+    pub fn decode<T: for<'de> Deserialize<'de>>(
+        &self,
+        model: &str,
+        version: u32,
+    ) -> Result<T, ForecastError> {
+        self.decode_versions(model, version..=version)
+    }
+
+    /// Decodes `state` as `T` after checking it was written by `model` at one of
+    /// `versions` (the last being the one this build writes): a family whose layout
+    /// changed keeps reading its older states, through a `T` that accepts both layouts.
+    /// A malformed state's error names the field that failed, e.g. `series.cpu.value`.
+    pub fn decode_versions<T: for<'de> Deserialize<'de>>(
+        &self,
+        model: &str,
+        versions: RangeInclusive<u32>,
+    ) -> Result<T, ForecastError> {
+        if self.model != model {
+            return Err(ForecastError::WrongModel {
+                expected: model.to_owned(),
+                found: self.model.to_owned(),
+            });
+        }
+        if !versions.contains(&self.version) {
+            return Err(ForecastError::UnsupportedVersion {
+                model: model.to_owned(),
+                found: self.version,
+                supported: *versions.end(),
+            });
+        }
+        // Read in place, not from a copy: copying a large state's tree cost as much as
+        // parsing its text.
+        T::deserialize(self.state).map_err(|first| {
+            // Decoded again to find where it failed: tracking the path costs time every
+            // decode would pay, and only a failed one needs it.
+            let source = match serde_path_to_error::deserialize::<_, T>(self.state) {
+                Err(e) => match e.path().to_string() {
+                    path if path.is_empty() || path == "." => first,
+                    path => <serde_json::Error as serde::de::Error>::custom(format!(
+                        "{path}: {}",
+                        e.inner()
+                    )),
+                },
+                Ok(_) => first,
+            };
+            ForecastError::Malformed {
+                model: model.to_owned(),
+                source,
+            }
         })
     }
 }
@@ -155,4 +238,11 @@ pub trait ForecasterFactory: Send + Sync + Debug {
 
     /// A forecaster continuing from a saved state.
     fn restore(&self, state: &ModelState) -> Result<Box<dyn Forecaster>, ForecastError>;
+
+    /// [`ForecasterFactory::restore`] from a borrowed state. The default copies it into a
+    /// [`ModelState`]; this crate's families read it in place, so restoring an ensemble
+    /// (whose members' states sit inside its own) copies nothing.
+    fn restore_view(&self, state: StateView<'_>) -> Result<Box<dyn Forecaster>, ForecastError> {
+        self.restore(&state.to_model_state())
+    }
 }

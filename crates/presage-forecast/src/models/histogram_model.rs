@@ -15,6 +15,8 @@
 //! sample counts for the time it covers), in units of five minutes and capped at an hour
 //! so that one sample after a long gap cannot dominate ([`interval_weight`]).
 
+use std::borrow::Cow;
+
 use presage_core::{
     Forecast, HorizonForecast, QUANTILE_COUNT, QUANTILE_LEVELS, Quantiles, Resource, ResourceMap,
     Sample, Timestamp, Unit,
@@ -24,11 +26,15 @@ use serde::{Deserialize, Serialize};
 use crate::burst::{BurstClassifiers, BurstConfig};
 use crate::demand::observed_demand;
 use crate::{
-    DecayingHistogram, ExponentialBuckets, ForecastError, Forecaster, ForecasterFactory, ModelState,
+    DecayingHistogram, ExponentialBuckets, ForecastError, Forecaster, ForecasterFactory,
+    ModelState, StateView,
 };
 
 pub(crate) const NAME: &str = "decaying-histogram";
-const STATE_VERSION: u32 = 1;
+/// Version 2 packs the histograms (`crate::codec`); version 1 wrote them as JSON objects and
+/// is still read.
+const STATE_VERSION: u32 = 2;
+const OLDEST_VERSION: u32 = 1;
 
 /// The bucket layout of `resource`'s unit (see the module docs), growing by `growth`.
 pub fn resource_layout(
@@ -228,7 +234,12 @@ impl ForecasterFactory for HistogramModel {
     }
 
     fn restore(&self, state: &ModelState) -> Result<Box<dyn Forecaster>, ForecastError> {
-        let mut restored: HistogramState = state.decode(NAME, STATE_VERSION)?;
+        self.restore_view(state.view())
+    }
+
+    fn restore_view(&self, state: StateView<'_>) -> Result<Box<dyn Forecaster>, ForecastError> {
+        let mut restored: HistogramState =
+            state.decode_versions(NAME, OLDEST_VERSION..=STATE_VERSION)?;
         // The running settings win; the histograms keep the layout and half-life they
         // were learned with (changing those needs a fresh profile).
         restored.config = self.config;
@@ -243,7 +254,8 @@ impl ForecasterFactory for HistogramModel {
 /// cannot be added and fail the merge.
 pub(crate) fn merge(a: &ModelState, b: &ModelState) -> Result<ModelState, ForecastError> {
     use crate::profile_ops::{larger, merge_maps, merged_histogram};
-    let decode = |s: &ModelState| s.decode::<HistogramState>(NAME, STATE_VERSION);
+    let decode =
+        |s: &ModelState| s.decode_versions::<HistogramState>(NAME, OLDEST_VERSION..=STATE_VERSION);
     let (x, y) = (decode(a)?, decode(b)?);
     let merged = HistogramState {
         config: larger(NAME, x.config, y.config, |_| ())?,
@@ -258,12 +270,18 @@ pub(crate) fn merge(a: &ModelState, b: &ModelState) -> Result<ModelState, Foreca
     ModelState::encode(NAME, STATE_VERSION, &merged)
 }
 
+/// The state in this build's layout: one saved before the layout changed is decoded and
+/// written anew ([`crate::merge_states`] merges states of one version).
+pub(crate) fn upgrade(state: &ModelState) -> Result<Cow<'_, ModelState>, ForecastError> {
+    crate::profile_ops::upgraded::<HistogramState>(state, NAME, OLDEST_VERSION..=STATE_VERSION)
+}
+
 /// [`crate::decay_state`] of a decaying-histogram state: every histogram weight and every
 /// sample count is scaled (a count kept at `min_samples` where it was, so the resource is
 /// still forecast), and the burst evidence with them.
 pub(crate) fn decay(state: &ModelState, factor: f64) -> Result<ModelState, ForecastError> {
     use crate::profile_ops::{scaled_count, scaled_histogram};
-    let mut saved: HistogramState = state.decode(NAME, STATE_VERSION)?;
+    let mut saved: HistogramState = state.decode_versions(NAME, OLDEST_VERSION..=STATE_VERSION)?;
     let keep = saved.config.min_samples;
     for resource in Resource::ALL {
         if let Some(track) = saved.tracks.get_mut(resource) {

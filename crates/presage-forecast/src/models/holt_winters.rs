@@ -40,6 +40,7 @@
 //! ladder horizon of at least `h` that has seen ten residuals (else a shorter one):
 //! quantile `q` = point + the residuals' `q`-quantile.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 
 use augurs::seasons::PeriodogramDetector;
@@ -52,11 +53,15 @@ use super::histogram_model::{assemble, ordered, resource_layout, sample_weight};
 use crate::burst::{BurstClassifiers, BurstConfig};
 use crate::demand::observed_demand;
 use crate::{
-    DecayingHistogram, ExponentialBuckets, ForecastError, Forecaster, ForecasterFactory, ModelState,
+    DecayingHistogram, ExponentialBuckets, ForecastError, Forecaster, ForecasterFactory,
+    ModelState, StateView,
 };
 
 pub(crate) const NAME: &str = "holt-winters";
-const STATE_VERSION: u32 = 1;
+/// Version 2 packs the season, the detection history and the histograms (`crate::codec`);
+/// version 1 wrote them as JSON arrays and objects and is still read.
+const STATE_VERSION: u32 = 2;
+const OLDEST_VERSION: u32 = 1;
 /// Residual horizons: the next sample, then [`HoltWintersConfig::residual_horizons_s`].
 const LADDER: usize = 5;
 /// Residuals a ladder horizon needs before a forecast reads it.
@@ -330,6 +335,8 @@ impl HoltWinters {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Season {
     period_ms: i64,
+    /// Packed, as are the bins: up to `max_season_bins` (288) values.
+    #[serde(with = "crate::codec::f64s")]
     values: Vec<f64>,
 }
 
@@ -355,6 +362,7 @@ struct Snapshot {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 struct Bins {
     /// Closed bins' means, oldest first; the newest closed bin is `open − 1`.
+    #[serde(with = "crate::codec::f64s")]
     values: VecDeque<f64>,
     open: Option<i64>,
     sum: f64,
@@ -470,7 +478,11 @@ impl ForecasterFactory for HoltWinters {
     }
 
     fn restore(&self, state: &ModelState) -> Result<Box<dyn Forecaster>, ForecastError> {
-        let restored: HwState = state.decode(NAME, STATE_VERSION)?;
+        self.restore_view(state.view())
+    }
+
+    fn restore_view(&self, state: StateView<'_>) -> Result<Box<dyn Forecaster>, ForecastError> {
+        let restored: HwState = state.decode_versions(NAME, OLDEST_VERSION..=STATE_VERSION)?;
         for r in Resource::ALL {
             if let Some(t) = restored.tracks.get(r) {
                 t.check(r)?;
@@ -488,12 +500,18 @@ impl ForecasterFactory for HoltWinters {
 /// them): the samples behind each resource's recursions, summed. Level, trend and season
 /// are one host's smoothing; averaging them would blur two phases into neither.
 pub(crate) fn observations(state: &ModelState) -> Result<u64, ForecastError> {
-    let saved: HwState = state.decode(NAME, STATE_VERSION)?;
+    let saved: HwState = state.decode_versions(NAME, OLDEST_VERSION..=STATE_VERSION)?;
     Ok(saved
         .tracks
         .present()
         .map(|(_, t)| u64::from(t.samples))
         .sum())
+}
+
+/// The state in this build's layout: one saved before the layout changed is decoded and
+/// written anew ([`crate::merge_states`] merges states of one version).
+pub(crate) fn upgrade(state: &ModelState) -> Result<Cow<'_, ModelState>, ForecastError> {
+    crate::profile_ops::upgraded::<HwState>(state, NAME, OLDEST_VERSION..=STATE_VERSION)
 }
 
 /// [`crate::decay_state`] of a Holt-Winters state: the residual distributions' weights
@@ -503,7 +521,7 @@ pub(crate) fn observations(state: &ModelState) -> Result<u64, ForecastError> {
 /// history are kept.
 pub(crate) fn decay(state: &ModelState, factor: f64) -> Result<ModelState, ForecastError> {
     use crate::profile_ops::{scaled_count, scaled_histogram};
-    let mut saved: HwState = state.decode(NAME, STATE_VERSION)?;
+    let mut saved: HwState = state.decode_versions(NAME, OLDEST_VERSION..=STATE_VERSION)?;
     let keep = saved.config.min_samples;
     for resource in Resource::ALL {
         let Some(track) = saved.tracks.get_mut(resource) else {

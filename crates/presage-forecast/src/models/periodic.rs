@@ -22,6 +22,7 @@
 //! and the maximum never below the highest of them. Without a period (or before two
 //! cycles are seen) the model says nothing, and the ensemble leans on its other members.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 
 use presage_core::{Forecast, Quantiles, Resource, ResourceMap, Sample, Timestamp};
@@ -29,10 +30,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::demand::observed_demand;
 use crate::models::histogram_model::forecast_from;
-use crate::{ForecastError, Forecaster, ForecasterFactory, ModelState, normal_quantiles};
+use crate::{
+    ForecastError, Forecaster, ForecasterFactory, ModelState, StateView, normal_quantiles,
+};
 
 pub(crate) const NAME: &str = "periodic";
-const STATE_VERSION: u32 = 1;
+/// Version 2 packs the histories (`crate::codec`); version 1 wrote them as JSON arrays
+/// and is still read.
+const STATE_VERSION: u32 = 2;
+const OLDEST_VERSION: u32 = 1;
 const RESOURCES: [Resource; 2] = [Resource::Cpu, Resource::Memory];
 
 /// Settings of the [`Periodic`] model.
@@ -122,7 +128,10 @@ impl Periodic {
 /// One resource's recent demand.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Series {
+    /// Packed: the history is most of a saved profile (half an hour of one-second points).
+    #[serde(with = "crate::codec::i64s")]
     at_ms: VecDeque<i64>,
+    #[serde(with = "crate::codec::f64s")]
     value: VecDeque<f64>,
     period_ms: Option<i64>,
 }
@@ -338,7 +347,12 @@ impl ForecasterFactory for Periodic {
     }
 
     fn restore(&self, state: &ModelState) -> Result<Box<dyn Forecaster>, ForecastError> {
-        let restored: PeriodicState = state.decode(NAME, STATE_VERSION)?;
+        self.restore_view(state.view())
+    }
+
+    fn restore_view(&self, state: StateView<'_>) -> Result<Box<dyn Forecaster>, ForecastError> {
+        let restored: PeriodicState =
+            state.decode_versions(NAME, OLDEST_VERSION..=STATE_VERSION)?;
         Ok(Box::new(PeriodicState {
             config: self.config,
             ..restored
@@ -350,7 +364,7 @@ impl ForecasterFactory for Periodic {
 /// the points held in the histories, summed over resources. The history and the period
 /// found in it are one host's stream; they cannot be added.
 pub(crate) fn observations(state: &ModelState) -> Result<u64, ForecastError> {
-    let saved: PeriodicState = state.decode(NAME, STATE_VERSION)?;
+    let saved: PeriodicState = state.decode_versions(NAME, OLDEST_VERSION..=STATE_VERSION)?;
     Ok(saved
         .series
         .present()
@@ -358,11 +372,18 @@ pub(crate) fn observations(state: &ModelState) -> Result<u64, ForecastError> {
         .sum())
 }
 
+/// The state in this build's layout: one saved before the layout changed is decoded and
+/// written anew ([`crate::merge_states`] merges states of one version).
+pub(crate) fn upgrade(state: &ModelState) -> Result<Cow<'_, ModelState>, ForecastError> {
+    crate::profile_ops::upgraded::<PeriodicState>(state, NAME, OLDEST_VERSION..=STATE_VERSION)
+}
+
 /// [`crate::decay_state`] of a periodic state: the state is only a raw history (and the
 /// period detected in it), unweighted and gone within `history_s` of new data, so there
-/// is no evidence to scale and it is returned as it was (after checking it decodes).
+/// is no evidence to scale and it is returned as it was (decoded and written anew, so in
+/// this build's layout).
 pub(crate) fn decay(state: &ModelState, _factor: f64) -> Result<ModelState, ForecastError> {
-    let saved: PeriodicState = state.decode(NAME, STATE_VERSION)?;
+    let saved: PeriodicState = state.decode_versions(NAME, OLDEST_VERSION..=STATE_VERSION)?;
     ModelState::encode(NAME, STATE_VERSION, &saved)
 }
 

@@ -16,6 +16,8 @@
 //! segment that has seen data (about 2 KiB each, 100 KiB per resource with 48 segments);
 //! segments are created on first use.
 
+use std::borrow::Cow;
+
 use presage_core::{
     Forecast, QUANTILE_COUNT, QUANTILE_LEVELS, Quantiles, Resource, ResourceMap, Sample, Timestamp,
 };
@@ -24,10 +26,15 @@ use serde::{Deserialize, Serialize};
 use super::histogram_model::{assemble, ordered, resource_layout, sample_weight};
 use crate::burst::{BurstClassifiers, BurstConfig};
 use crate::demand::observed_demand;
-use crate::{DecayingHistogram, ForecastError, Forecaster, ForecasterFactory, ModelState};
+use crate::{
+    DecayingHistogram, ForecastError, Forecaster, ForecasterFactory, ModelState, StateView,
+};
 
 pub(crate) const NAME: &str = "segmented";
-const STATE_VERSION: u32 = 1;
+/// Version 2 packs the histograms (`crate::codec`); version 1 wrote them as JSON objects and
+/// is still read.
+const STATE_VERSION: u32 = 2;
+const OLDEST_VERSION: u32 = 1;
 
 /// How days are grouped into segments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -279,7 +286,12 @@ impl ForecasterFactory for Segmented {
     }
 
     fn restore(&self, state: &ModelState) -> Result<Box<dyn Forecaster>, ForecastError> {
-        let restored: SegmentedState = state.decode(NAME, STATE_VERSION)?;
+        self.restore_view(state.view())
+    }
+
+    fn restore_view(&self, state: StateView<'_>) -> Result<Box<dyn Forecaster>, ForecastError> {
+        let restored: SegmentedState =
+            state.decode_versions(NAME, OLDEST_VERSION..=STATE_VERSION)?;
         // The segmentation is the state's shape: a profile saved with other slots cannot
         // be read with these, so that config must match; the rest follows the running one.
         let (saved, running) = (&restored.config, &self.config);
@@ -319,7 +331,8 @@ impl ForecasterFactory for Segmented {
 /// [`BurstClassifiers`].
 pub(crate) fn merge(a: &ModelState, b: &ModelState) -> Result<ModelState, ForecastError> {
     use crate::profile_ops::{larger, merge_maps, merged_histogram, unmergeable};
-    let decode = |s: &ModelState| s.decode::<SegmentedState>(NAME, STATE_VERSION);
+    let decode =
+        |s: &ModelState| s.decode_versions::<SegmentedState>(NAME, OLDEST_VERSION..=STATE_VERSION);
     let (x, y) = (decode(a)?, decode(b)?);
     let shape = |c: &SegmentedConfig| (c.slots_per_day, c.days);
     if shape(&x.config) != shape(&y.config) {
@@ -366,6 +379,12 @@ pub(crate) fn merge(a: &ModelState, b: &ModelState) -> Result<ModelState, Foreca
     ModelState::encode(NAME, STATE_VERSION, &merged)
 }
 
+/// The state in this build's layout: one saved before the layout changed is decoded and
+/// written anew ([`crate::merge_states`] merges states of one version).
+pub(crate) fn upgrade(state: &ModelState) -> Result<Cow<'_, ModelState>, ForecastError> {
+    crate::profile_ops::upgraded::<SegmentedState>(state, NAME, OLDEST_VERSION..=STATE_VERSION)
+}
+
 /// [`crate::decay_state`] of a segmented state: the overall and segment histograms'
 /// weights and the sample counts are scaled (a count kept at `min_samples` where it
 /// was), and the burst evidence with them. A scaled segment weighs less against
@@ -373,7 +392,7 @@ pub(crate) fn merge(a: &ModelState, b: &ModelState) -> Result<ModelState, Foreca
 /// version has filled it again.
 pub(crate) fn decay(state: &ModelState, factor: f64) -> Result<ModelState, ForecastError> {
     use crate::profile_ops::{scaled_count, scaled_histogram};
-    let mut saved: SegmentedState = state.decode(NAME, STATE_VERSION)?;
+    let mut saved: SegmentedState = state.decode_versions(NAME, OLDEST_VERSION..=STATE_VERSION)?;
     let keep = saved.config.min_samples;
     for resource in Resource::ALL {
         let Some(profile) = saved.profiles.get_mut(resource) else {

@@ -18,6 +18,7 @@
 //! their interval: in a window of an hour, irregular sampling moves the ranks little and
 //! exact order statistics are worth more than time weights here.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 
 use presage_core::{Forecast, QUANTILE_LEVELS, Resource, ResourceMap, Sample, Timestamp};
@@ -26,10 +27,13 @@ use serde::{Deserialize, Serialize};
 use super::histogram_model::{assemble, ordered};
 use crate::burst::{BurstClassifiers, BurstConfig};
 use crate::demand::observed_demand;
-use crate::{ForecastError, Forecaster, ForecasterFactory, ModelState};
+use crate::{ForecastError, Forecaster, ForecasterFactory, ModelState, StateView};
 
 pub(crate) const NAME: &str = "moving-window";
-const STATE_VERSION: u32 = 1;
+/// Version 2 packs the windows and the burst histograms (`crate::codec`); version 1 wrote
+/// them as JSON arrays and objects and is still read.
+const STATE_VERSION: u32 = 2;
+const OLDEST_VERSION: u32 = 1;
 
 /// Settings of the [`MovingWindow`] model.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -95,7 +99,8 @@ impl MovingWindow {
 /// One resource's window.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub(crate) struct Window {
-    /// `(unix ms, value)` in arrival order.
+    /// `(unix ms, value)` in arrival order. Packed: up to `max_points` (1024) of them.
+    #[serde(with = "crate::codec::timed")]
     ring: VecDeque<(i64, f64)>,
     /// The same values, sorted; rebuilt from `ring` after a restore.
     #[serde(skip)]
@@ -212,7 +217,12 @@ impl ForecasterFactory for MovingWindow {
     }
 
     fn restore(&self, state: &ModelState) -> Result<Box<dyn Forecaster>, ForecastError> {
-        let mut restored: WindowState = state.decode(NAME, STATE_VERSION)?;
+        self.restore_view(state.view())
+    }
+
+    fn restore_view(&self, state: StateView<'_>) -> Result<Box<dyn Forecaster>, ForecastError> {
+        let mut restored: WindowState =
+            state.decode_versions(NAME, OLDEST_VERSION..=STATE_VERSION)?;
         restored.config = self.config;
         for r in Resource::ALL {
             if let Some(w) = restored.windows.get_mut(r) {
@@ -237,7 +247,7 @@ impl ForecasterFactory for MovingWindow {
 /// them): the points held in the windows, summed over resources. A window is raw recent
 /// history, which two hosts' streams cannot share (their timestamps interleave).
 pub(crate) fn observations(state: &ModelState) -> Result<u64, ForecastError> {
-    let saved: WindowState = state.decode(NAME, STATE_VERSION)?;
+    let saved: WindowState = state.decode_versions(NAME, OLDEST_VERSION..=STATE_VERSION)?;
     Ok(saved
         .windows
         .present()
@@ -245,11 +255,17 @@ pub(crate) fn observations(state: &ModelState) -> Result<u64, ForecastError> {
         .sum())
 }
 
+/// The state in this build's layout: one saved before the layout changed is decoded and
+/// written anew ([`crate::merge_states`] merges states of one version).
+pub(crate) fn upgrade(state: &ModelState) -> Result<Cow<'_, ModelState>, ForecastError> {
+    crate::profile_ops::upgraded::<WindowState>(state, NAME, OLDEST_VERSION..=STATE_VERSION)
+}
+
 /// [`crate::decay_state`] of a moving-window state: the points are unweighted and leave
 /// the window within `window_s` of new data anyway, so they are kept; only the burst
 /// evidence is scaled.
 pub(crate) fn decay(state: &ModelState, factor: f64) -> Result<ModelState, ForecastError> {
-    let mut saved: WindowState = state.decode(NAME, STATE_VERSION)?;
+    let mut saved: WindowState = state.decode_versions(NAME, OLDEST_VERSION..=STATE_VERSION)?;
     saved.bursts = saved.bursts.decayed(factor)?;
     ModelState::encode(NAME, STATE_VERSION, &saved)
 }

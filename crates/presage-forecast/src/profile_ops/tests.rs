@@ -122,8 +122,11 @@ fn hosts(family: &Family) -> Result<[ModelState; 3], ForecastError> {
     ])
 }
 
-/// Whether two JSON values are equal, numbers up to a relative [`TOL`]; the path of the
-/// first difference otherwise.
+/// The fields holding packed floats; other packed fields (times) must match exactly.
+const PACKED_FLOATS: [&str; 2] = [".value", ".values"];
+
+/// Whether two JSON values are equal, numbers (and packed floats) up to a relative
+/// [`TOL`]; the path of the first difference otherwise.
 fn approx_eq(a: &Value, b: &Value, path: &str) -> Result<(), String> {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => {
@@ -139,6 +142,28 @@ fn approx_eq(a: &Value, b: &Value, path: &str) -> Result<(), String> {
                 return Ok(());
             }
             Err(format!("{path}: {x} != {y}"))
+        }
+        // Packed histograms and floats (`crate::codec`) were added in different orders too.
+        (Value::String(x), Value::String(y)) if x != y => {
+            let histogram = |t: &str| {
+                serde_json::from_value::<DecayingHistogram>(Value::from(t))
+                    .ok()
+                    .and_then(|h| serde_json::to_value(h.checkpoint()).ok())
+            };
+            if let (Some(p), Some(q)) = (histogram(x), histogram(y)) {
+                return approx_eq(&p, &q, path);
+            }
+            let floats = |t: &str| {
+                crate::codec::decode_f64s::<Vec<f64>>(t)
+                    .ok()
+                    .map(Value::from)
+            };
+            match (floats(x), floats(y)) {
+                (Some(p), Some(q)) if PACKED_FLOATS.iter().any(|f| path.ends_with(f)) => {
+                    approx_eq(&p, &q, path)
+                }
+                _ => Err(format!("{path}: {x} != {y}")),
+            }
         }
         (Value::Array(x), Value::Array(y)) => {
             if x.len() != y.len() {
@@ -176,6 +201,37 @@ fn assert_same(a: &ModelState, b: &ModelState, what: &str) {
 
 #[test]
 fn approx_eq_sees_differences_beyond_the_tolerance() {
+    // Packed histograms: their weights within the tolerance, their buckets exactly.
+    let layout = crate::resource_layout(Resource::Cpu, 0.05).expect("layout");
+    let packed = |weights: &[(usize, f64)]| -> Value {
+        let mut h = DecayingHistogram::new(layout, 3600.0).expect("histogram");
+        for &(bucket, w) in weights {
+            h.add(layout.start(bucket), w, Timestamp::from_unix_secs(END));
+        }
+        serde_json::to_value(&h).expect("packed")
+    };
+    let a = serde_json::json!({"h": packed(&[(3, 1.0), (9, 2.0)])});
+    let close = serde_json::json!({"h": packed(&[(3, 1.0), (9, 2.0 * (1.0 + 1e-12))])});
+    assert!(approx_eq(&a, &close, "").is_ok());
+    for far in [
+        packed(&[(3, 1.0), (9, 2.0 * (1.0 + 1e-6))]),
+        packed(&[(3, 1.0), (10, 2.0)]),
+        packed(&[(3, 1.0)]),
+    ] {
+        assert!(approx_eq(&a, &serde_json::json!({"h": far}), "").is_err());
+    }
+    // Packed floats only where floats are packed.
+    let floats = |v: &[f64]| -> Value {
+        use base64::Engine;
+        let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        Value::from(base64::engine::general_purpose::STANDARD.encode(bytes))
+    };
+    let nearly = [1.0, 2.0 * (1.0 + 1e-12)];
+    let values = |v: &[f64]| serde_json::json!({"values": floats(v)});
+    assert!(approx_eq(&values(&[1.0, 2.0]), &values(&nearly), "").is_ok());
+    let at_ms = |v: &[f64]| serde_json::json!({"at_ms": floats(v)});
+    assert!(approx_eq(&at_ms(&[1.0, 2.0]), &at_ms(&nearly), "").is_err());
+
     let a = serde_json::json!({"w": [1.0, 2.0], "n": 3, "s": "x"});
     assert!(approx_eq(&a, &a.clone(), "").is_ok());
     let close = serde_json::json!({"w": [1.0, 2.0 * (1.0 + 1e-12)], "n": 3, "s": "x"});
