@@ -14,11 +14,13 @@ mod fallback;
 mod merge;
 mod postgres;
 mod prior;
+mod rollup;
 mod sqlite;
 mod url;
 
 use presage_core::{Timestamp, WorkloadId, WorkloadKey};
-use presage_engine::{Execution, ProfileStore, StoreError};
+use presage_engine::{Execution, Profile, ProfileStore, StoreError};
+use presage_forecast::ModelState;
 
 pub use fallback::FallbackStore;
 pub use merge::{merge_into, merge_profiles};
@@ -63,6 +65,43 @@ pub trait AdminStore: ProfileStore {
     fn executions(&mut self, code_id: &str) -> Result<Vec<Execution>, StoreError>;
     /// The backend's own consistency check: `ok` when sound.
     fn integrity_check(&mut self) -> Result<String, StoreError>;
+}
+
+/// A profiles row as stored (the model still JSON text), shared by the backends.
+#[derive(Debug)]
+pub(crate) struct ProfileRow {
+    pub(crate) key: [String; 4],
+    pub(crate) version: i64,
+    pub(crate) samples: i64,
+    pub(crate) updated_ms: i64,
+    pub(crate) model: Option<String>,
+}
+
+impl ProfileRow {
+    /// The profile; a row that does not decode is corrupt, named with `shown` (the
+    /// database) and the code id.
+    pub(crate) fn decode(self, shown: &str) -> Result<Profile, StoreError> {
+        let [code_id, code_version, input_hash, user] = self.key;
+        let corrupt = |what: String| StoreError {
+            context: format!("{shown}: profile of code {code_id:?}"),
+            source: what.into(),
+        };
+        let key = WorkloadKey::new(code_id.clone(), code_version, input_hash, user)
+            .map_err(|e| corrupt(format!("key: {e}")))?;
+        let model = self
+            .model
+            .map(|text| serde_json::from_str::<ModelState>(&text))
+            .transpose()
+            .map_err(|e| corrupt(format!("column `model`: {e}")))?;
+        let (version, samples) = (self.version, self.samples);
+        Ok(Profile {
+            key,
+            version: u64::try_from(version).map_err(|_| corrupt(format!("version {version}")))?,
+            samples: u64::try_from(samples).map_err(|_| corrupt(format!("samples {samples}")))?,
+            updated_at: Timestamp::from_unix_ms(self.updated_ms),
+            model,
+        })
+    }
 }
 
 /// An executions row as stored (JSON columns still text), shared by the backends.

@@ -1,6 +1,7 @@
 //! Samples at three resolutions, executions, the audit trail, and the retention pass
 //! that rolls one resolution into the next, with the semantics of `sqlite/history.rs`.
 
+use crate::rollup::{Cuts, rollup_columns};
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::Type;
 use postgres::{Client, Statement, Transaction};
@@ -193,15 +194,6 @@ pub(super) fn executions(
     Ok(out)
 }
 
-/// `name_mean, name_max` for every resource, in [`Resource::ALL`] order.
-fn rollup_columns() -> String {
-    Resource::ALL
-        .iter()
-        .map(|r| format!("{0}_mean, {0}_max", r.name()))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// How an existing bucket (`r`) absorbs a late batch: means weighted by count (a
 /// resource absent on one side takes the other's), maxima the larger (GREATEST skips
 /// NULLs, as SQLite's COALESCE dance does).
@@ -221,17 +213,6 @@ fn merge_on_conflict() -> String {
         .join(", ")
 }
 
-/// The start of the bucket of `resolution_s` that holds `cutoff_ms`: rolling up only
-/// whole buckets keeps a bucket from being split between two passes.
-fn bucket_floor(cutoff_ms: i64, resolution_s: i64) -> i64 {
-    let width = resolution_s * 1000;
-    cutoff_ms.div_euclid(width) * width
-}
-
-fn secs_ms(s: u64) -> i64 {
-    i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX)
-}
-
 pub(super) fn retain(
     tx: &mut Transaction<'_>,
     now_ms: i64,
@@ -242,7 +223,8 @@ pub(super) fn retain(
         .map_err(pg_err(shown, "waiting for the retention lock"))?;
     let cols = rollup_columns();
     let merge = merge_on_conflict();
-    let raw_cut = bucket_floor(now_ms.saturating_sub(secs_ms(retention.raw_s)), 60);
+    let cuts = Cuts::at(now_ms, retention);
+    let raw_cut = cuts.raw;
     let raw_select = Resource::ALL
         .iter()
         .map(|r| format!("AVG({0}), MAX({0})", r.name()))
@@ -269,7 +251,7 @@ pub(super) fn retain(
             "deleting rolled-up rows of table samples_raw",
         ))?;
 
-    let minute_cut = bucket_floor(now_ms.saturating_sub(secs_ms(retention.minute_s)), 300);
+    let minute_cut = cuts.minute;
     // SUM over BIGINT is NUMERIC in PostgreSQL, hence the casts; NULLIF because
     // PostgreSQL raises on a division by zero where SQLite yields NULL (a resource with
     // no value in any of the bucket's minutes).
@@ -312,7 +294,7 @@ pub(super) fn retain(
     let expired = tx
         .execute(
             "DELETE FROM samples_rollup WHERE resolution_s = 300 AND bucket_ms < $1",
-            &[&now_ms.saturating_sub(secs_ms(retention.five_minute_s))],
+            &[&cuts.expire],
         )
         .map_err(pg_err(shown, "expiring 300 s rows of samples_rollup"))?;
     Ok(RetentionReport {

@@ -15,11 +15,10 @@ use presage_engine::{
     Execution, Prior, PriorSource, Profile, ProfileStore, Retention, RetentionReport, StoreError,
     TickWrite,
 };
-use presage_forecast::ModelState;
 
 pub(crate) use conninfo::redact;
 
-use crate::{AdminStore, SCHEMA_VERSION, now_ms};
+use crate::{AdminStore, ProfileRow, SCHEMA_VERSION, now_ms};
 
 /// The columns [`profile_from`] reads, in its order (a macro so statements can be
 /// `concat!`ed at compile time, as cache keys must be `'static`).
@@ -200,34 +199,19 @@ fn profile_from(row: &Row, shown: &str) -> Result<Profile, StoreError> {
         context: format!("{shown}: reading a row of table profiles"),
         source: Box::new(e),
     };
-    let code_id: String = row.try_get(0).map_err(get)?;
-    let corrupt = |what: String| StoreError {
-        context: format!("{shown}: profile of code {code_id:?}"),
-        source: what.into(),
-    };
-    let key = WorkloadKey::new(
-        code_id.clone(),
-        row.try_get::<_, String>(1).map_err(get)?,
-        row.try_get::<_, String>(2).map_err(get)?,
-        row.try_get::<_, String>(3).map_err(get)?,
-    )
-    .map_err(|e| corrupt(format!("key: {e}")))?;
-    let version: i64 = row.try_get(4).map_err(get)?;
-    let samples: i64 = row.try_get(5).map_err(get)?;
-    let updated: i64 = row.try_get(6).map_err(get)?;
-    let model = row
-        .try_get::<_, Option<String>>(7)
-        .map_err(get)?
-        .map(|text| serde_json::from_str::<ModelState>(&text))
-        .transpose()
-        .map_err(|e| corrupt(format!("column `model`: {e}")))?;
-    Ok(Profile {
-        key,
-        version: u64::try_from(version).map_err(|_| corrupt(format!("version {version}")))?,
-        samples: u64::try_from(samples).map_err(|_| corrupt(format!("samples {samples}")))?,
-        updated_at: Timestamp::from_unix_ms(updated),
-        model,
-    })
+    ProfileRow {
+        key: [
+            row.try_get(0).map_err(get)?,
+            row.try_get(1).map_err(get)?,
+            row.try_get(2).map_err(get)?,
+            row.try_get(3).map_err(get)?,
+        ],
+        version: row.try_get(4).map_err(get)?,
+        samples: row.try_get(5).map_err(get)?,
+        updated_ms: row.try_get(6).map_err(get)?,
+        model: row.try_get(7).map_err(get)?,
+    }
+    .decode(shown)
 }
 
 fn to_i64(v: u64) -> i64 {

@@ -1,6 +1,7 @@
 //! Samples at three resolutions, executions, and the retention pass that rolls one
 //! resolution into the next.
 
+use crate::rollup::{Cuts, rollup_columns};
 use presage_core::{Resource, Sample};
 use presage_engine::{Execution, Retention, RetentionReport, StoreError};
 use rusqlite::{Transaction, params};
@@ -66,15 +67,6 @@ pub(super) fn insert_execution(tx: &Transaction<'_>, e: &Execution) -> Result<()
     Ok(())
 }
 
-/// `name_mean, name_max` for every resource, in [`Resource::ALL`] order.
-fn rollup_columns() -> String {
-    Resource::ALL
-        .iter()
-        .map(|r| format!("{0}_mean, {0}_max", r.name()))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// How an existing bucket absorbs a late batch: means weighted by count (a resource
 /// absent on one side takes the other's), maxima the larger.
 fn merge_on_conflict() -> String {
@@ -93,17 +85,6 @@ fn merge_on_conflict() -> String {
         .join(", ")
 }
 
-/// The start of the bucket of `resolution_s` that holds `cutoff_ms`: rolling up only
-/// whole buckets keeps a bucket from being split between two passes.
-fn bucket_floor(cutoff_ms: i64, resolution_s: i64) -> i64 {
-    let width = resolution_s * 1000;
-    cutoff_ms.div_euclid(width) * width
-}
-
-fn secs_ms(s: u64) -> i64 {
-    i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX)
-}
-
 pub(super) fn retain(
     tx: &Transaction<'_>,
     now_ms: i64,
@@ -111,7 +92,8 @@ pub(super) fn retain(
 ) -> Result<RetentionReport, StoreError> {
     let cols = rollup_columns();
     let merge = merge_on_conflict();
-    let raw_cut = bucket_floor(now_ms.saturating_sub(secs_ms(retention.raw_s)), 60);
+    let cuts = Cuts::at(now_ms, retention);
+    let raw_cut = cuts.raw;
     let raw_select = Resource::ALL
         .iter()
         .map(|r| format!("AVG({0}), MAX({0})", r.name()))
@@ -131,7 +113,7 @@ pub(super) fn retain(
         .execute("DELETE FROM samples_raw WHERE at_ms < ?1", params![raw_cut])
         .map_err(err("deleting rolled-up raw samples"))?;
 
-    let minute_cut = bucket_floor(now_ms.saturating_sub(secs_ms(retention.minute_s)), 300);
+    let minute_cut = cuts.minute;
     let minute_select = Resource::ALL
         .iter()
         .map(|r| format!("SUM({0}_mean * n) / SUM(CASE WHEN {0}_mean IS NULL THEN 0 ELSE n END), MAX({0}_max)", r.name()))
@@ -158,7 +140,7 @@ pub(super) fn retain(
     let expired = tx
         .execute(
             "DELETE FROM samples_rollup WHERE resolution_s = 300 AND bucket_ms < ?1",
-            params![now_ms.saturating_sub(secs_ms(retention.five_minute_s))],
+            params![cuts.expire],
         )
         .map_err(err("expiring 5-minute samples"))?;
     Ok(RetentionReport {

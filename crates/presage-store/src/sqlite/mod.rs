@@ -11,13 +11,12 @@ use presage_engine::{
     Execution, Prior, PriorSource, Profile, ProfileStore, Retention, RetentionReport, StoreError,
     TickWrite,
 };
-use presage_forecast::ModelState;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use schema::MIGRATIONS;
 pub use schema::SCHEMA_VERSION;
 
-use crate::{AdminStore, json_err, now_ms};
+use crate::{AdminStore, ProfileRow, json_err, now_ms};
 
 /// The columns [`row_parts`] reads, in its order.
 const PROFILE_COLUMNS: &str =
@@ -120,49 +119,18 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-type Parts = (
-    String,
-    String,
-    String,
-    String,
-    i64,
-    i64,
-    i64,
-    Option<String>,
-);
-
-fn row_parts(r: &rusqlite::Row<'_>) -> rusqlite::Result<Parts> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-    ))
+fn row_parts(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProfileRow> {
+    Ok(ProfileRow {
+        key: [r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?],
+        version: r.get(4)?,
+        samples: r.get(5)?,
+        updated_ms: r.get(6)?,
+        model: r.get(7)?,
+    })
 }
 
-fn profile_from(parts: Parts, path: &Path) -> Result<Profile, StoreError> {
-    let (code_id, code_version, input_hash, user, version, samples, updated, model) = parts;
-    let corrupt = |what: String| StoreError {
-        context: format!("{}: profile of code {code_id:?}", path.display()),
-        source: what.into(),
-    };
-    let key = WorkloadKey::new(code_id.clone(), code_version, input_hash, user)
-        .map_err(|e| corrupt(format!("key: {e}")))?;
-    let model = model
-        .map(|text| serde_json::from_str::<ModelState>(&text))
-        .transpose()
-        .map_err(|e| corrupt(format!("column `model`: {e}")))?;
-    Ok(Profile {
-        key,
-        version: u64::try_from(version).map_err(|_| corrupt(format!("version {version}")))?,
-        samples: u64::try_from(samples).map_err(|_| corrupt(format!("samples {samples}")))?,
-        updated_at: Timestamp::from_unix_ms(updated),
-        model,
-    })
+fn profile_from(row: ProfileRow, path: &Path) -> Result<Profile, StoreError> {
+    row.decode(&path.display().to_string())
 }
 
 fn to_i64(v: u64) -> i64 {

@@ -1,4 +1,5 @@
 use presage_core::{Decision, Limits, Reason, ResourceMap, WorkloadId};
+use presage_forecast::ModelState;
 
 use super::*;
 
