@@ -217,9 +217,24 @@ fn flush_into(store: &mut dyn AdminStore, p: &mut Pending) -> Result<(), StoreEr
 
 impl ProfileStore for FallbackStore {
     fn load(&mut self, key: &WorkloadKey) -> Result<Option<Profile>, StoreError> {
-        Ok(self
-            .load_prior(key, None)?
-            .and_then(|p| (p.source == PriorSource::Exact).then_some(p.profile)))
+        if let Some(profile) = self.saved.get(key) {
+            return Ok(Some(profile.clone()));
+        }
+        if !self.reach() {
+            return Ok(None);
+        }
+        let Some(store) = self.inner.as_mut() else {
+            return Ok(None);
+        };
+        // Only the key itself: a prior would also search earlier versions and
+        // fingerprints for a caller that wants none of them.
+        match store.load(key) {
+            Ok(profile) => Ok(profile),
+            Err(e) => {
+                self.fail(&e);
+                Ok(None)
+            }
+        }
     }
 
     fn load_prior(

@@ -38,6 +38,26 @@ pub fn nearest<'a>(
     best.map(|(id, s)| (id.to_owned(), s))
 }
 
+/// A fingerprints row as both backends store it (features as a JSON array of strings).
+pub(crate) fn fingerprint_from_row(
+    code_id: String,
+    kind: String,
+    size: i64,
+    features: &str,
+) -> Result<(String, Fingerprint), presage_engine::StoreError> {
+    let features = serde_json::from_str(features).map_err(crate::json_err(format!(
+        "the features of fingerprint {code_id}"
+    )))?;
+    Ok((
+        code_id,
+        Fingerprint {
+            kind,
+            size: u64::try_from(size).unwrap_or(0),
+            features,
+        },
+    ))
+}
+
 /// Of the profiles of one code, the best stand-in for `key`: the same inputs and user
 /// first, then the same user, then the one learned from the most samples.
 pub fn closest_profile(key: &WorkloadKey, candidates: Vec<Profile>) -> Option<Profile> {

@@ -2,15 +2,13 @@
 //! nearest known code by fingerprint. The choice itself is `crate::prior`'s, shared with
 //! SQLite, so every host of a fleet picks the same prior whichever backend it uses.
 
-use std::collections::BTreeSet;
-
 use postgres::Client;
 use presage_core::{Fingerprint, Timestamp, WorkloadKey};
 use presage_engine::{Prior, PriorSource, StoreError};
 
 use super::{PROFILE_COLUMNS, pg_err, profile_from};
 use crate::json_err;
-use crate::prior::{closest_profile, nearest};
+use crate::prior::{closest_profile, fingerprint_from_row, nearest};
 
 pub(super) fn previous_version(
     client: &mut Client,
@@ -106,16 +104,7 @@ fn fingerprints(
             ))
         })()
         .map_err(pg_err(shown, "reading a row of table fingerprints"))?;
-        let features: BTreeSet<String> = serde_json::from_str(&features)
-            .map_err(json_err(format!("the features of fingerprint {code_id}")))?;
-        out.push((
-            code_id,
-            Fingerprint {
-                kind,
-                size: u64::try_from(size).unwrap_or(0),
-                features,
-            },
-        ));
+        out.push(fingerprint_from_row(code_id, kind, size, &features)?);
     }
     Ok(out)
 }

@@ -1,15 +1,13 @@
 //! Starting profiles for keys never seen: an earlier version of the same code, else the
 //! nearest known code by fingerprint.
 
-use std::collections::BTreeSet;
-
 use presage_core::{Fingerprint, Timestamp, WorkloadKey};
 use presage_engine::{Prior, PriorSource, Profile, StoreError};
 use rusqlite::{Connection, params};
 
 use super::{PROFILE_COLUMNS, err, profile_from, row_parts};
 use crate::json_err;
-use crate::prior::{closest_profile, nearest};
+use crate::prior::{closest_profile, fingerprint_from_row, nearest};
 
 pub(super) fn previous_version(
     conn: &Connection,
@@ -103,16 +101,7 @@ fn fingerprints(conn: &Connection) -> Result<Vec<(String, Fingerprint)>, StoreEr
     let mut out = Vec::new();
     for row in rows {
         let (code_id, kind, size, features) = row.map_err(err("reading a fingerprint"))?;
-        let features: BTreeSet<String> = serde_json::from_str(&features)
-            .map_err(json_err(format!("the features of fingerprint {code_id}")))?;
-        out.push((
-            code_id,
-            Fingerprint {
-                kind,
-                size: u64::try_from(size).unwrap_or(0),
-                features,
-            },
-        ));
+        out.push(fingerprint_from_row(code_id, kind, size, &features)?);
     }
     Ok(out)
 }
