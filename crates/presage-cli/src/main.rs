@@ -1,6 +1,7 @@
 //! `presage`: predictive resource allocation for Linux workloads.
 
 mod agent_cmd;
+mod anomaly_cmd;
 mod bench_cmd;
 mod bench_store;
 mod coldstart_cmd;
@@ -56,6 +57,9 @@ enum Command {
     /// (or taken from its nearest neighbour), against a cold start: the first day's slack
     /// and violations relative to the steady state.
     EvaluateColdstart(coldstart_cmd::Args),
+    /// Run presage's streaming anomaly detector on the Numenta Anomaly Benchmark's series
+    /// and score it with NAB's rules (standard, reward-low-FP, reward-low-FN profiles).
+    EvaluateAnomaly(anomaly_cmd::Args),
     /// Run the agent: discover the host's workloads and manage their limits live.
     Agent(agent_cmd::Args),
     /// Run a command in a new cgroup managed by presage from its first instant.
@@ -97,6 +101,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train_cmd::run(&args),
         Command::EvaluateForecast(args) => evaluate_cmd::run(&args),
         Command::EvaluateColdstart(args) => coldstart_cmd::run(&args),
+        Command::EvaluateAnomaly(args) => anomaly_cmd::run(&args),
         Command::Loadgen(args) => loadgen::run(&args),
         Command::Agent(args) => agent_cmd::run(&args),
         Command::Bench(cmd) => bench_cmd::run(&cmd),

@@ -9,6 +9,7 @@
 pub mod coldstart;
 pub mod evaluate;
 pub mod metrics;
+pub mod nab;
 mod oracle;
 pub mod plot;
 pub mod report;

@@ -1,0 +1,57 @@
+//! `presage evaluate-anomaly`: run presage's streaming detector on NAB's series and score
+//! it with NAB's rules, beside NAB's published detector scores.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use presage_sim::nab::{DetectorSettings, corpus_rows, evaluate, table};
+
+/// Arguments of `presage evaluate-anomaly`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The NAB directory: it holds `data/`, `labels/combined_windows.json` and, optionally,
+    /// `results/final_results.json` (NAB's published scores, shown beside presage's).
+    #[arg(long, value_name = "DIR")]
+    nab: PathBuf,
+
+    /// Where report.json goes.
+    #[arg(long, default_value = "presage-anomaly")]
+    out: PathBuf,
+
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// Runs `presage evaluate-anomaly`. The detector's settings are not options on purpose:
+/// they are fixed before any run and the same for every series (docs/EVALUATION.md).
+pub(crate) fn run(args: &Args) -> Result<()> {
+    let settings = DetectorSettings::default();
+    let bar = progress_bar(args.quiet, corpus_rows(&args.nab));
+    let report = evaluate(&args.nab, &settings, &|n| bar.inc(n))
+        .with_context(|| format!("evaluating on {}", args.nab.display()))?;
+    bar.finish_and_clear();
+
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating output directory {}", args.out.display()))?;
+    let path = args.out.join("report.json");
+    let json = serde_json::to_vec_pretty(&report).context("serialising the report")?;
+    std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
+    print!("{}", table(&report));
+    println!("report: {}", path.display());
+    Ok(())
+}
+
+fn progress_bar(quiet: bool, total: u64) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{spinner} detecting [{bar:40}] {human_pos}/{human_len} rows ({per_sec}, eta {eta})",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
