@@ -8,6 +8,7 @@
 mod cpu;
 mod memory;
 pub(crate) mod pattern;
+mod turn;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -55,6 +56,11 @@ pub(crate) struct Args {
     /// Memory moves in 1 MiB chunks that are freed on the way down, so RSS really drops.
     #[arg(long, value_name = "SPEC", verbatim_doc_comment)]
     pattern: Option<String>,
+    /// Stop behaving like itself at a moment, for anomaly tests: `spin@SECS` burns every
+    /// core, `leak:SIZE@SECS` adds SIZE of resident memory per second on top of the
+    /// demand, `fork:N@SECS` starts N idle child processes (20 per 50 ms).
+    #[arg(long, value_name = "KIND@SECS")]
+    turn: Option<String>,
     /// Stop after this many seconds (default: run until SIGTERM or SIGINT; either way
     /// the exit is clean, with status 0).
     #[arg(long, value_name = "SECS")]
@@ -109,6 +115,14 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     let busy_before = process_cpu_s()?;
     let start = Instant::now();
     let mut memory_peak = 0;
+    let mut forks_wanted = match pattern.as_ref() {
+        Pattern::Turned(_, turn) => match turn.kind {
+            turn::TurnKind::Fork { processes } => Some((turn.at_s, processes)),
+            _ => None,
+        },
+        _ => None,
+    };
+    let mut forks = turn::Forks::default();
     let mut supervisor = if peak.mem_bytes > 0 {
         let target = pattern.at(0.0).mem_bytes;
         memory_peak = target;
@@ -137,11 +151,21 @@ pub(crate) fn run(args: &Args) -> Result<()> {
             s.set_target(target);
             s.poll();
         }
+        if let Some((at_s, processes)) = forks_wanted
+            && elapsed.as_secs_f64() >= at_s
+            && let Err(e) = forks.grow_to(processes)
+        {
+            // A refused fork (a pids limit, say) is part of what is being tested: keep
+            // the load running with the children that did start, and stop asking.
+            tracing::warn!("{e:#} ({} children running)", forks.len());
+            forks_wanted = None;
+        }
         let nap = duration.map_or(TICK, |d| d.saturating_sub(elapsed).min(TICK));
         std::thread::sleep(nap);
     }
 
     burners.stop();
+    drop(forks);
     let stats = supervisor
         .map(memory::Supervisor::shutdown)
         .unwrap_or_default();
@@ -179,6 +203,15 @@ pub(crate) fn run(args: &Args) -> Result<()> {
 
 /// The pattern from `--pattern`, or a constant one from `--cpu`/`--memory`.
 fn pattern_of(args: &Args) -> Result<Pattern> {
+    let base = base_pattern_of(args)?;
+    match &args.turn {
+        Some(spec) => Ok(Pattern::Turned(Box::new(base), turn::Turn::parse(spec)?)),
+        None => Ok(base),
+    }
+}
+
+/// The pattern before any `--turn`.
+fn base_pattern_of(args: &Args) -> Result<Pattern> {
     if let Some(spec) = &args.pattern {
         // clap already rejects --cpu/--memory next to --pattern; this is the message
         // should that declaration ever be lost.

@@ -6,6 +6,7 @@
 
 use anyhow::{Context, Result, bail};
 
+use super::turn::Turn;
 use crate::simulate::parse_bytes;
 
 /// What the generator asks for at one moment.
@@ -27,6 +28,8 @@ pub(crate) enum Pattern {
     /// Piecewise-constant demand: each step holds from its time until the next step's
     /// (the last one holds forever). Times are strictly increasing and the first is 0.
     Steps(Vec<(f64, Demand)>),
+    /// Another pattern until a [`Turn`], then that pattern changed by it (`--turn`).
+    Turned(Box<Pattern>, Turn),
 }
 
 /// `periodic:`: every period starts low, ramps up to high at `(1 - duty) · period`, holds,
@@ -109,6 +112,7 @@ impl Pattern {
                     },
                     |(_, d)| *d,
                 ),
+            Pattern::Turned(base, turn) => turn.apply(t, base.at(t)),
         }
     }
 
@@ -117,6 +121,7 @@ impl Pattern {
     /// worker is needed at all.
     pub(crate) fn peak(&self) -> Demand {
         let all: Vec<Demand> = match self {
+            Pattern::Turned(base, turn) => vec![turn.peak(base.peak())],
             Pattern::Constant(d) => vec![*d],
             Pattern::Periodic(p) => vec![p.low, p.high],
             Pattern::Steps(steps) => steps.iter().map(|(_, d)| *d).collect(),
