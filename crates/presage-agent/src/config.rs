@@ -111,6 +111,10 @@ pub struct AgentConfig {
     /// presage's allocator at the live cadence.
     #[serde(default)]
     pub presage: PresageTuning,
+    /// Where the response ladder's alerts are POSTed, and how (the ladder itself is per
+    /// policy: `[default_policy.response]`).
+    #[serde(default)]
+    pub response: crate::webhook::WebhookConfig,
 }
 
 /// How the presage rule is tuned for a host sampled every second (its defaults are
@@ -234,6 +238,7 @@ impl AgentConfig {
                 self.horizons_s
             ));
         }
+        self.response.validate()?;
         self.default_policy
             .validate()
             .map_err(|e| format!("table `default_policy`: {e}"))
@@ -297,5 +302,46 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("loud"), "{e}");
+        let e = AgentConfig::from_toml(
+            "[response]\nwebhook_url = \"https://x\"\n",
+            Path::new("p.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("webhook_url"), "{e}");
+        let e = AgentConfig::from_toml(
+            "[default_policy.response]\nmax_rung = \"nuke\"\n",
+            Path::new("p.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("nuke"), "{e}");
+    }
+
+    #[test]
+    fn response_settings_default_to_notify_only_and_override_per_key() {
+        let c = AgentConfig::embedded().unwrap();
+        assert_eq!(c.response.webhook_url, None);
+        assert_eq!(
+            c.default_policy.response.max_rung,
+            presage_policy::Rung::Webhook
+        );
+        let c = AgentConfig::from_toml(
+            "[response]\nwebhook_url = \"http://127.0.0.1:9/hook\"\nqueue = 8\n\
+             [default_policy.response]\nmax_rung = \"freeze\"\n\
+             [default_policy.response.cooldown_s]\nthrottle = 5\n",
+            Path::new("p.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.response.webhook_url.as_deref(),
+            Some("http://127.0.0.1:9/hook")
+        );
+        assert_eq!(c.response.queue, 8);
+        assert_eq!(c.response.max_attempts, 5, "unset keys keep their default");
+        let r = &c.default_policy.response;
+        assert_eq!(r.max_rung, presage_policy::Rung::Freeze);
+        assert_eq!(r.cooldown_s.throttle, 5);
+        assert_eq!(r.cooldown_s.freeze, 120);
     }
 }

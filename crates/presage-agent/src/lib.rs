@@ -7,6 +7,8 @@
 //! - [`run`]: the `presage run` supervisor — a command in a fresh cgroup, managed from its
 //!   first instant, with an execution summary at exit.
 //! - [`AgentConfig`]: TOML over embedded defaults.
+//! - [`WebhookSink`]: the response ladder's alerts POSTed from a bounded queue by a
+//!   worker thread, so a receiver that is down or slow never blocks the loop.
 
 // Tests fail loudly on a broken fixture; the lint guards library code, not them.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -23,6 +25,7 @@ mod registration;
 pub mod run;
 mod sampler;
 mod summary;
+mod webhook;
 
 pub use actuator::{CgroupActuator, Registry, WriteLog, write_limits};
 pub use agent::{
@@ -38,3 +41,4 @@ pub use log::{DecisionLog, count_for};
 pub use registration::{Registration, pid_file, running_agent};
 pub use sampler::{Reading, Round, Sampler};
 pub use summary::{ExecutionSummary, SummaryBuilder};
+pub use webhook::{WebhookAlert, WebhookConfig, WebhookSink, WebhookStats};

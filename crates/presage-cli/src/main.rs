@@ -2,6 +2,7 @@
 
 mod agent_cmd;
 mod anomaly_cmd;
+mod audit_cmd;
 mod bench_cmd;
 mod bench_store;
 mod coldstart_cmd;
@@ -64,6 +65,10 @@ enum Command {
     Agent(agent_cmd::Args),
     /// Run a command in a new cgroup managed by presage from its first instant.
     Run(run_cmd::Args),
+    /// The audit trail in the store: the responses to alerts (record, webhook, throttle,
+    /// freeze, kill) with the alert and scores behind each, or the alerts or decisions,
+    /// as JSON lines.
+    Audit(audit_cmd::Args),
     /// The stored profiles: ls, show, export, import, rm.
     #[command(subcommand)]
     Profiles(profiles_cmd::Command),
@@ -106,6 +111,7 @@ fn main() -> ExitCode {
         Command::Agent(args) => agent_cmd::run(&args),
         Command::Bench(cmd) => bench_cmd::run(&cmd),
         Command::Profiles(cmd) => profiles_cmd::run(&cmd),
+        Command::Audit(args) => audit_cmd::run(&args),
         Command::CompareLive(args) => compare_live::run(&args),
         Command::Run(args) => match run_cmd::run(&args) {
             Ok(code) => return code,

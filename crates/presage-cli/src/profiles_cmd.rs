@@ -97,7 +97,7 @@ pub(crate) enum Command {
 
 /// The existing store `args` names (an SQLite file that is not there is an error, not a
 /// new empty store: a mistyped path must not look like "no profiles").
-fn open(args: &StoreArgs) -> Result<Box<dyn AdminStore>> {
+pub(crate) fn open(args: &StoreArgs) -> Result<Box<dyn AdminStore>> {
     let url = args.url()?;
     if let StoreUrl::Sqlite(path) = &url
         && !path.exists()

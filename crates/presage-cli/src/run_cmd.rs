@@ -66,6 +66,29 @@ pub(crate) struct Args {
     /// Manage the run in this process even when an agent is running.
     #[arg(long)]
     standalone: bool,
+    /// The highest rung of the anomaly response ladder: record, webhook (default),
+    /// throttle, freeze or kill.
+    #[arg(long, value_name = "RUNG")]
+    respond_up_to: Option<presage_policy::Rung>,
+    /// The rung the first alert acts at (default record); the ladder climbs from there.
+    #[arg(long, value_name = "RUNG")]
+    respond_from: Option<presage_policy::Rung>,
+    /// POST the ladder's alerts to this `http://` URL.
+    #[arg(long, value_name = "URL")]
+    webhook: Option<String>,
+    /// Seconds every rung of the ladder holds before the next action (default: per rung,
+    /// 10 s for record up to 300 s for kill).
+    #[arg(long, value_name = "SECS")]
+    response_cooldown: Option<u32>,
+    /// Seconds without an alert after which the ladder drops back to record.
+    #[arg(long, value_name = "SECS")]
+    response_reset: Option<u32>,
+    /// The throttle rung's CPU quota as a fraction of current usage, in (0, 1).
+    #[arg(long, value_name = "FRACTION")]
+    throttle_fraction: Option<f64>,
+    /// Never freeze or kill this run (the ladder stops at throttle).
+    #[arg(long)]
+    protected: bool,
     /// The command and its arguments.
     #[arg(last = true, required = true)]
     command: Vec<OsString>,
@@ -102,6 +125,7 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode> {
     if let Some(d) = args.decide_every {
         config.decide_every_s = d;
     }
+    apply_response_args(args, &mut config)?;
     let budget = match &args.budget {
         Some(text) => parse_budget(text).with_context(|| format!("--budget {text:?}"))?,
         None => RunBudget::default(),
@@ -134,6 +158,40 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode> {
     Ok(ExitCode::from(
         u8::try_from(summary.exit_status.clamp(0, 255)).unwrap_or(1),
     ))
+}
+
+/// The ladder and webhook flags, over the config's `[response]` and
+/// `[default_policy.response]`.
+fn apply_response_args(args: &Args, config: &mut AgentConfig) -> Result<()> {
+    let policy = &mut config.default_policy;
+    if let Some(rung) = args.respond_up_to {
+        policy.response.max_rung = rung;
+    }
+    if let Some(rung) = args.respond_from {
+        policy.response.start_rung = rung;
+    }
+    if let Some(s) = args.response_cooldown {
+        policy.response.cooldown_s = presage_policy::Cooldowns::all(s);
+    }
+    if let Some(s) = args.response_reset {
+        policy.response.reset_after_s = s;
+    }
+    if let Some(f) = args.throttle_fraction {
+        policy.response.throttle_fraction = f;
+    }
+    policy.protected |= args.protected;
+    policy
+        .validate()
+        .context("--respond-up-to/--response-*/--throttle-fraction")?;
+    if let Some(url) = &args.webhook {
+        config.response.webhook_url = Some(url.clone());
+        config
+            .response
+            .validate()
+            .map_err(anyhow::Error::msg)
+            .context("--webhook")?;
+    }
+    Ok(())
 }
 
 fn fields(text: &str) -> impl Iterator<Item = Result<(&str, &str)>> {

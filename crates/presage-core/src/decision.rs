@@ -72,6 +72,11 @@ pub struct Decision {
     pub risk: ResourceMap<Option<f64>>,
     /// The model (or baseline) whose output the limits come from.
     pub model: Cow<'static, str>,
+    /// The workload's behavioural score (0–100, 50 neutral) when the decision was made,
+    /// so every decision shows how the workload was behaving. Absent in decisions
+    /// recorded before it was kept, and where no score is known (a restore on shutdown).
+    #[serde(default)]
+    pub behavior_score: Option<f64>,
 }
 
 /// How serious an alert is.

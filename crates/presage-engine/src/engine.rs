@@ -290,6 +290,7 @@ impl Engine {
             touched: false,
             budget: spec.policy.budget.map(BudgetTracker::new),
             run: RunTally::new(restored.then(|| prior.map(|p| p.source)).flatten()),
+            response_cap: None,
             spec,
         };
         debug!(workload = %managed.spec.id, restored, "adopted");
@@ -321,6 +322,7 @@ impl Engine {
             return Ok(None);
         };
         let managed = self.workloads.swap_remove(idx);
+        self.responder.forget(id);
         if let Some(moved) = self.workloads.get(idx) {
             self.index.insert(moved.spec.id.clone(), idx);
         }
@@ -368,6 +370,7 @@ impl Engine {
             samples: &accepted,
             decisions: &report.decisions,
             alerts: &report.alerts,
+            responses: &report.responses,
         };
         let failed = if write.is_empty() {
             None
@@ -447,6 +450,7 @@ impl Engine {
                 reason: Reason::Restore,
                 risk: ResourceMap::none(),
                 model: "restore".into(),
+                behavior_score: Some(w.score.value()),
             };
             match self.actuator.apply(&decision) {
                 Ok(applied) => {

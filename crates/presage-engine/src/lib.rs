@@ -13,16 +13,19 @@ mod fit;
 mod memory_store;
 mod profile;
 mod report;
+mod respond;
+mod responder;
 mod step;
 mod traits;
 mod workload;
 
 pub use engine::{Engine, EngineBuilder, EngineConfig, EngineError};
 pub use memory_store::MemoryStore;
-pub use report::{Issue, TickReport};
+pub use report::{Issue, Outcome, ResponseEvent, TickReport, anomaly_score_of};
+pub use responder::LadderResponder;
 pub use traits::{
     ActuationError, Actuator, Batch, Execution, Prior, PriorSource, Profile, ProfileStore,
-    RecordOnly, Responder, Response, Retention, RetentionReport, Source, SourceError, StoreError,
-    TickWrite,
+    RecordOnly, Responder, Response, ResponseInput, Retention, RetentionReport, Source,
+    SourceError, StoreError, TickWrite,
 };
 pub use workload::{WorkloadSpec, WorkloadView};

@@ -2,7 +2,7 @@ use std::collections::HashMap;
 
 use presage_core::{Alert, Decision, WorkloadKey};
 
-use crate::{Profile, ProfileStore, StoreError, TickWrite};
+use crate::{Profile, ProfileStore, ResponseEvent, StoreError, TickWrite};
 
 /// A profile store in memory: for the simulator and tests, and as the agent's fallback when
 /// its database cannot be written.
@@ -11,6 +11,7 @@ pub struct MemoryStore {
     profiles: HashMap<WorkloadKey, Profile>,
     decisions: Vec<Decision>,
     alerts: Vec<Alert>,
+    responses: Vec<ResponseEvent>,
     keep_audit: bool,
 }
 
@@ -21,7 +22,7 @@ impl MemoryStore {
         MemoryStore::default()
     }
 
-    /// A store that also keeps every decision and alert.
+    /// A store that also keeps every decision, alert and response.
     pub fn with_audit() -> Self {
         MemoryStore {
             keep_audit: true,
@@ -37,6 +38,11 @@ impl MemoryStore {
     /// The recorded alerts (empty unless built [`MemoryStore::with_audit`]).
     pub fn alerts(&self) -> &[Alert] {
         &self.alerts
+    }
+
+    /// The recorded responses (empty unless built [`MemoryStore::with_audit`]).
+    pub fn responses(&self) -> &[ResponseEvent] {
+        &self.responses
     }
 
     /// Every stored profile.
@@ -62,6 +68,7 @@ impl ProfileStore for MemoryStore {
         if self.keep_audit {
             self.decisions.extend_from_slice(tick.decisions);
             self.alerts.extend_from_slice(tick.alerts);
+            self.responses.extend_from_slice(tick.responses);
         }
         Ok(())
     }

@@ -6,12 +6,13 @@ use std::borrow::Cow;
 
 use presage_core::{
     Alert, AlertKind, Decision, Forecast, Limits, Reason, Resource, ResourceMap, Sample, Severity,
-    Timestamp, Usage, WorkloadId,
+    Timestamp, WorkloadId,
 };
 use presage_policy::{AllocationInput, safety};
 
-use crate::workload::{Managed, WorkloadSpec};
-use crate::{Actuator, EngineConfig, Issue, Responder, Response, TickReport};
+use crate::respond::{Target, respond_to_alerts};
+use crate::workload::Managed;
+use crate::{Actuator, EngineConfig, Issue, Responder, TickReport};
 
 /// What a step needs from the engine besides the workload itself.
 pub(crate) struct StepContext<'a> {
@@ -54,6 +55,7 @@ pub(crate) fn plan(w: &mut Managed, cx: &StepContext<'_>) -> Plan {
         budget,
         samples,
         profile_samples,
+        response_cap,
         ..
     } = w;
     let previous = forecast.take();
@@ -113,6 +115,24 @@ pub(crate) fn plan(w: &mut Managed, cx: &StepContext<'_>) -> Plan {
             });
         }
     }
+    // A throttle the responder set holds against the allocator until the ladder resets.
+    if let Some(cap) = *response_cap {
+        if now >= cap.until {
+            *response_cap = None;
+        } else {
+            let planned = change.as_ref().map_or(*limits, |c| c.new);
+            if planned.cpu_quota_cores().is_none_or(|q| q > cap.cpu_cores)
+                && let Ok(new) = planned.with_hard(Resource::Cpu, cap.cpu_cores)
+            {
+                change = Some(Planned {
+                    new,
+                    reason: Reason::AnomalyResponse,
+                    model: change.map_or_else(|| "responder".into(), |c| c.model),
+                    risk: ResourceMap::none(),
+                });
+            }
+        }
+    }
     Plan { change, previous }
 }
 
@@ -135,6 +155,7 @@ pub(crate) fn apply_only(
             reason: change.reason,
             risk: change.risk,
             model: change.model,
+            behavior_score: Some(w.score.value()),
         };
         apply(cx.actuator, &w.spec.id, &mut w.limits, decision, report);
     }
@@ -153,6 +174,7 @@ pub(crate) fn finish(
         forecast,
         score,
         last_sample,
+        response_cap,
         ..
     } = w;
     let now = cx.now;
@@ -176,6 +198,7 @@ pub(crate) fn finish(
             reason: change.reason,
             risk,
             model: change.model,
+            behavior_score: Some(score.value()),
         };
         apply(cx.actuator, &spec.id, limits, decision, report);
     }
@@ -203,21 +226,14 @@ pub(crate) fn finish(
     if sample.events().oom_kills > 0 {
         report.alerts.push(oom_alert(&spec.id, sample, limits, now));
     }
-    for i in first_alert..report.alerts.len() {
-        let alert = report.alerts[i].clone();
-        for response in cx.responder.respond(&alert, &spec.policy) {
-            carry_out(
-                cx.actuator,
-                spec,
-                limits,
-                sample.usage(),
-                &response,
-                now,
-                report,
-            );
-            report.responses.push((spec.id.clone(), response));
-        }
-    }
+    let target = Target {
+        spec,
+        limits,
+        cap: response_cap,
+        usage: sample.usage(),
+        behavior_score: score.value(),
+    };
+    respond_to_alerts(target, first_alert, cx, report);
 }
 
 fn oom_alert(id: &WorkloadId, sample: &Sample, limits: &Limits, now: Timestamp) -> Alert {
@@ -263,63 +279,5 @@ fn apply(
                 message: e.to_string(),
             });
         }
-    }
-}
-
-/// Carries out one response. A protected workload is never frozen or killed.
-fn carry_out(
-    actuator: &mut dyn Actuator,
-    spec: &WorkloadSpec,
-    limits: &mut Limits,
-    usage: &Usage,
-    response: &Response,
-    now: Timestamp,
-    report: &mut TickReport,
-) {
-    let refuse = |report: &mut TickReport, what: &str| {
-        report.issues.push(Issue {
-            workload: Some(spec.id.clone()),
-            message: format!("refused to {what} a protected workload"),
-        });
-    };
-    let result = match response {
-        Response::Record => Ok(()),
-        Response::Throttle { cpu_cores } => {
-            let target = limits
-                .cpu_quota_cores()
-                .map_or(*cpu_cores, |c| c.min(*cpu_cores));
-            if let Ok(proposed) = limits.with_hard(Resource::Cpu, target) {
-                let new = safety::enforce(&proposed, limits, usage, &spec.policy);
-                if new != *limits {
-                    let decision = Decision {
-                        workload: spec.id.clone(),
-                        at: now,
-                        old: *limits,
-                        new,
-                        reason: Reason::AnomalyResponse,
-                        risk: ResourceMap::none(),
-                        model: "responder".into(),
-                    };
-                    apply(actuator, &spec.id, limits, decision, report);
-                }
-            }
-            Ok(())
-        }
-        Response::Freeze if spec.policy.protected => {
-            refuse(report, "freeze");
-            Ok(())
-        }
-        Response::Kill if spec.policy.protected => {
-            refuse(report, "kill");
-            Ok(())
-        }
-        Response::Freeze => actuator.freeze(&spec.id, true),
-        Response::Kill => actuator.kill(&spec.id),
-    };
-    if let Err(e) = result {
-        report.issues.push(Issue {
-            workload: Some(spec.id.clone()),
-            message: e.to_string(),
-        });
     }
 }

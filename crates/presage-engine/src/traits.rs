@@ -1,10 +1,13 @@
 use std::fmt::Debug;
 
 use presage_core::{
-    Alert, Decision, Fingerprint, Limits, ResourceMap, Sample, Timestamp, WorkloadId, WorkloadKey,
+    Alert, Decision, Fingerprint, Limits, ResourceMap, Sample, Timestamp, Usage, WorkloadId,
+    WorkloadKey,
 };
 use presage_forecast::ModelState;
-use presage_policy::WorkloadPolicy;
+use presage_policy::{Rung, WorkloadPolicy};
+
+use crate::ResponseEvent;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -165,12 +168,17 @@ pub struct TickWrite<'a> {
     pub decisions: &'a [Decision],
     /// The alerts raised.
     pub alerts: &'a [Alert],
+    /// What the responder did about them (the response audit trail).
+    pub responses: &'a [ResponseEvent],
 }
 
 impl TickWrite<'_> {
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.samples.is_empty() && self.decisions.is_empty() && self.alerts.is_empty()
+        self.samples.is_empty()
+            && self.decisions.is_empty()
+            && self.alerts.is_empty()
+            && self.responses.is_empty()
     }
 }
 
@@ -232,7 +240,7 @@ pub trait ProfileStore: Send + Debug {
     /// Saves profiles (replacing earlier versions of the same keys).
     fn save(&mut self, profiles: &[Profile]) -> Result<(), StoreError>;
 
-    /// Appends one tick's samples, decisions and alerts in one transaction.
+    /// Appends one tick's samples, decisions, alerts and responses in one transaction.
     fn record(&mut self, tick: TickWrite<'_>) -> Result<(), StoreError>;
 
     /// Remembers the static fingerprint of a code id (for cold starts of similar code).
@@ -265,6 +273,10 @@ pub trait ProfileStore: Send + Debug {
 pub enum Response {
     /// Kept in the audit trail only.
     Record,
+    /// POST the alert to the operator's webhook. The engine does no I/O: it reports the
+    /// response, and the harness that owns the network (the agent) delivers it after the
+    /// tick.
+    Webhook,
     /// Lower the CPU quota to this many cores.
     Throttle {
         /// The new quota.
@@ -276,11 +288,42 @@ pub enum Response {
     Kill,
 }
 
+impl Response {
+    /// The ladder rung this response belongs to.
+    pub fn rung(&self) -> Rung {
+        match self {
+            Response::Record => Rung::Record,
+            Response::Webhook => Rung::Webhook,
+            Response::Throttle { .. } => Rung::Throttle,
+            Response::Freeze => Rung::Freeze,
+            Response::Kill => Rung::Kill,
+        }
+    }
+}
+
+/// What a responder sees of the workload an alert is about.
+#[derive(Debug, Clone, Copy)]
+pub struct ResponseInput<'a> {
+    /// The alert.
+    pub alert: &'a Alert,
+    /// The workload's policy (its `response` settings, whether it is protected).
+    pub policy: &'a WorkloadPolicy,
+    /// The limits in force.
+    pub limits: &'a Limits,
+    /// The usage of the latest sample.
+    pub usage: &'a Usage,
+    /// The behavioural score (0–100, 50 neutral).
+    pub behavior_score: f64,
+}
+
 /// Decides what to do about alerts (the anomaly ladder lives behind this).
 pub trait Responder: Send + Debug {
-    /// The responses to `alert` on a workload with `policy`. The engine carries them out
-    /// and never freezes or kills a protected workload, whatever is returned.
-    fn respond(&mut self, alert: &Alert, policy: &WorkloadPolicy) -> Vec<Response>;
+    /// The responses to one alert. The engine carries them out and never freezes or
+    /// kills a protected workload, whatever is returned.
+    fn respond(&mut self, input: &ResponseInput<'_>) -> Vec<Response>;
+
+    /// Forgets what the responder remembers about a workload that is no longer managed.
+    fn forget(&mut self, _workload: &WorkloadId) {}
 }
 
 /// A responder that only records alerts.
@@ -288,7 +331,7 @@ pub trait Responder: Send + Debug {
 pub struct RecordOnly;
 
 impl Responder for RecordOnly {
-    fn respond(&mut self, _alert: &Alert, _policy: &WorkloadPolicy) -> Vec<Response> {
+    fn respond(&mut self, _input: &ResponseInput<'_>) -> Vec<Response> {
         vec![Response::Record]
     }
 }

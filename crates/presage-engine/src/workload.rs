@@ -5,6 +5,7 @@ use presage_policy::{Allocator, BehaviorScore, BudgetTracker, WorkloadPolicy};
 use serde::Serialize;
 
 use crate::execution::RunTally;
+use crate::respond::ResponseCap;
 
 /// A workload to manage: its instance id, what it is, the limits it has now, its policy.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +40,8 @@ pub(crate) struct Managed {
     pub(crate) touched: bool,
     pub(crate) budget: Option<BudgetTracker>,
     pub(crate) run: RunTally,
+    /// A CPU ceiling set by the responder's throttle, while it holds.
+    pub(crate) response_cap: Option<ResponseCap>,
 }
 
 /// A read-only view of one managed workload, for reports and the API.

@@ -3,12 +3,10 @@
 
 use std::sync::Arc;
 
-use presage_core::{
-    Alert, Decision, Limits, Resource, Sample, Timestamp, Usage, WorkloadId, WorkloadKey,
-};
+use presage_core::{Decision, Limits, Resource, Sample, Timestamp, Usage, WorkloadId, WorkloadKey};
 use presage_engine::{
-    ActuationError, Actuator, Engine, EngineConfig, EngineError, MemoryStore, ProfileStore,
-    Responder, Response, WorkloadSpec,
+    ActuationError, Actuator, Engine, EngineConfig, EngineError, MemoryStore, Outcome,
+    ProfileStore, Responder, Response, ResponseInput, WorkloadSpec,
 };
 use presage_forecast::{Ewma, EwmaConfig};
 use presage_policy::{MarginAllocator, WorkloadPolicy};
@@ -43,7 +41,7 @@ impl Actuator for Failing {
 #[derive(Debug)]
 struct AlwaysFreeze;
 impl Responder for AlwaysFreeze {
-    fn respond(&mut self, _alert: &Alert, _policy: &WorkloadPolicy) -> Vec<Response> {
+    fn respond(&mut self, _input: &ResponseInput<'_>) -> Vec<Response> {
         vec![Response::Freeze]
     }
 }
@@ -207,11 +205,21 @@ fn protected_workloads_are_never_frozen() -> TestResult {
         for t in 0..20 {
             let cpu = if t < 15 { 1.0 } else { 50.0 };
             let r = engine.tick(Timestamp::from_unix_secs(t), &[sample(&id, t, cpu)?]);
-            freezes += r
+            for e in r
                 .responses
                 .iter()
-                .filter(|(_, a)| *a == Response::Freeze)
-                .count();
+                .filter(|e| e.response == Response::Freeze)
+            {
+                freezes += 1;
+                // The audit says what happened: refused for a protected workload.
+                let expected = if protected {
+                    Outcome::Refused
+                } else {
+                    Outcome::Ok
+                };
+                assert_eq!(e.outcome, expected, "{e:?}");
+                assert_eq!(e.workload, id);
+            }
             refusals += r
                 .issues
                 .iter()

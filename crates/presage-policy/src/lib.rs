@@ -16,6 +16,7 @@ mod margin;
 mod policy;
 mod predictive;
 pub mod registry;
+mod response;
 pub mod safety;
 
 pub use allocator::{AllocationInput, Allocator, AllocatorFactory, Proposal};
@@ -24,3 +25,4 @@ pub use budget::BudgetTracker;
 pub use margin::{MarginAllocator, MarginConfig};
 pub use policy::{Budget, MIN_CPU_CORES, MIN_MEMORY_BYTES, PolicyError, WorkloadPolicy};
 pub use predictive::{Predictive, PredictiveConfig};
+pub use response::{Cooldowns, ResponsePolicy, Rung};

@@ -60,6 +60,8 @@ pub struct WorkloadPolicy {
     pub protected: bool,
     /// A resource budget: a hard ceiling no limit ever exceeds, whatever the forecast.
     pub budget: Option<Budget>,
+    /// How the anomaly response ladder treats this workload's alerts.
+    pub response: crate::ResponsePolicy,
 }
 
 /// A workload instance's resource budget (seed 000's "resource budget").
@@ -96,6 +98,7 @@ impl Default for WorkloadPolicy {
             vip_multiplier: 1.0,
             protected: false,
             budget: None,
+            response: crate::ResponsePolicy::default(),
         }
     }
 }
@@ -146,6 +149,7 @@ impl WorkloadPolicy {
                 return Err(bad(field, v, "must be a positive number"));
             }
         }
+        self.response.validate()?;
         Ok(())
     }
 

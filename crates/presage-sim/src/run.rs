@@ -362,6 +362,9 @@ pub(crate) fn build_engine_with_store(
     builder
         .config(config.clone())
         .actuator(Box::new(actuator))
+        // The same ladder as on a host: a policy that opts in to throttle, freeze or kill
+        // has it done to the simulated workload too.
+        .responder(Box::new(presage_engine::LadderResponder::new()))
         .build()
         .map_err(|e| SimError::Engine(e.to_string()))
 }
@@ -465,7 +468,7 @@ pub(crate) fn deliver(queue: &Mutex<Vec<Pending>>, world: &mut [SimWorkload<'_>]
     };
     for p in queue.drain(..) {
         if let Some(w) = world.iter_mut().find(|w| w.trace.id == p.workload) {
-            w.enqueue(p.apply_at, p.limits);
+            w.enqueue(p.apply_at, p.change);
         }
     }
 }

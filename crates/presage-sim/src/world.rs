@@ -15,12 +15,24 @@ use presage_engine::{ActuationError, Actuator};
 use crate::metrics::Accumulators;
 use crate::trace::TraceWorkload;
 
-/// A limit change waiting to take effect.
+/// A change waiting to take effect.
 #[derive(Debug, Clone)]
 pub(crate) struct Pending {
     pub(crate) workload: WorkloadId,
-    pub(crate) limits: Limits,
+    pub(crate) change: Change,
     pub(crate) apply_at: Timestamp,
+}
+
+/// What the actuator did to a simulated workload.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Change {
+    /// New limits.
+    Limits(Limits),
+    /// Frozen (`true`) or thawed: a frozen workload runs nothing (no CPU) but keeps its
+    /// memory.
+    Frozen(bool),
+    /// Killed: from then on it uses nothing.
+    Killed,
 }
 
 /// The simulator's actuator: it queues each decision to take effect after the actuation
@@ -31,18 +43,46 @@ pub(crate) struct SimActuator {
     pub(crate) delay_ms: i64,
 }
 
-impl Actuator for SimActuator {
-    fn apply(&mut self, decision: &Decision) -> Result<Limits, ActuationError> {
+impl SimActuator {
+    fn push(
+        &self,
+        workload: &WorkloadId,
+        change: Change,
+        at: Timestamp,
+    ) -> Result<(), ActuationError> {
         let mut queue = self.queue.lock().map_err(|_| ActuationError::Failed {
-            workload: decision.workload.clone(),
+            workload: workload.clone(),
             message: "simulator queue poisoned by an earlier panic".into(),
         })?;
         queue.push(Pending {
-            workload: decision.workload.clone(),
-            limits: decision.new,
-            apply_at: decision.at.plus_ms(self.delay_ms),
+            workload: workload.clone(),
+            change,
+            apply_at: at.plus_ms(self.delay_ms),
         });
+        Ok(())
+    }
+}
+
+impl Actuator for SimActuator {
+    fn apply(&mut self, decision: &Decision) -> Result<Limits, ActuationError> {
+        self.push(
+            &decision.workload,
+            Change::Limits(decision.new),
+            decision.at,
+        )?;
         Ok(decision.new)
+    }
+
+    // Freeze and kill take effect with the same delay as a limit change. The actuator
+    // does not know the tick's time, so they are dated at the earliest (the epoch): the
+    // world applies them before the next interval it plays (after any change queued
+    // ahead of them), which is when a real freeze issued after this tick's sample bites.
+    fn freeze(&mut self, workload: &WorkloadId, frozen: bool) -> Result<(), ActuationError> {
+        self.push(workload, Change::Frozen(frozen), Timestamp::from_unix_ms(0))
+    }
+
+    fn kill(&mut self, workload: &WorkloadId) -> Result<(), ActuationError> {
+        self.push(workload, Change::Killed, Timestamp::from_unix_ms(0))
     }
 }
 
@@ -63,7 +103,11 @@ pub(crate) struct SimWorkload<'a> {
     pub(crate) trace: &'a TraceWorkload,
     pub(crate) cursor: usize,
     pub(crate) limits: Limits,
-    pending: VecDeque<(Timestamp, Limits)>,
+    pending: VecDeque<(Timestamp, Change)>,
+    /// Frozen by the responder: no CPU, memory kept.
+    frozen: bool,
+    /// Killed by the responder: nothing from then on.
+    killed: bool,
     pub(crate) acc: Accumulators,
     first_interval_ms: u32,
     /// An OOM the node (not the workload's own limit) caused, delivered with the next sample.
@@ -80,6 +124,8 @@ impl<'a> SimWorkload<'a> {
             cursor: 0,
             limits: trace.provisioned,
             pending: VecDeque::new(),
+            frozen: false,
+            killed: false,
             acc: Default::default(),
             first_interval_ms: first_interval_ms(trace),
             node_oom: false,
@@ -103,8 +149,8 @@ impl<'a> SimWorkload<'a> {
             .unwrap_or(0.0)
     }
 
-    pub(crate) fn enqueue(&mut self, apply_at: Timestamp, limits: Limits) {
-        self.pending.push_back((apply_at, limits));
+    pub(crate) fn enqueue(&mut self, apply_at: Timestamp, change: Change) {
+        self.pending.push_back((apply_at, change));
     }
 
     /// Applies the changes that took effect before the interval of the current point
@@ -122,8 +168,19 @@ impl<'a> SimWorkload<'a> {
             return;
         };
         while self.pending.front().is_some_and(|(at, _)| *at <= start) {
-            let Some((_, new)) = self.pending.pop_front() else {
+            let Some((_, change)) = self.pending.pop_front() else {
                 break;
+            };
+            let new = match change {
+                Change::Limits(new) => new,
+                Change::Frozen(frozen) => {
+                    self.frozen = frozen;
+                    continue;
+                }
+                Change::Killed => {
+                    self.killed = true;
+                    continue;
+                }
             };
             for r in Resource::ALL {
                 if new.hard(r) != self.limits.hard(r) {
@@ -150,6 +207,13 @@ impl<'a> SimWorkload<'a> {
         let mut observed = Usage::empty();
         let mut events = Events::default();
         for (resource, demand) in point.demand.iter() {
+            // A stopped workload demands nothing (a frozen one still holds its memory).
+            let demand = match resource {
+                _ if self.killed => 0.0,
+                Resource::Memory => demand,
+                _ if self.frozen => 0.0,
+                _ => demand,
+            };
             let limit = self.limits.hard(resource);
             self.acc[resource.index()].record(point.at, demand, limit);
             let mut cap = limit.unwrap_or(f64::INFINITY);
@@ -225,5 +289,71 @@ pub(crate) fn first_interval_ms(trace: &TraceWorkload) -> u32 {
     match trace.points.as_slice() {
         [a, b, ..] => interval_between(a.at, b.at),
         _ => 60_000,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::path::PathBuf;
+
+    use presage_core::WorkloadKey;
+
+    use super::*;
+    use crate::run::deliver;
+    use crate::trace::TracePoint;
+
+    fn trace() -> TraceWorkload {
+        let points = (1..=6)
+            .map(|k| {
+                let demand = Usage::empty()
+                    .with(Resource::Cpu, 2.0)
+                    .unwrap()
+                    .with(Resource::Memory, 1e9)
+                    .unwrap();
+                TracePoint {
+                    at: Timestamp::from_unix_secs(k * 60),
+                    demand,
+                }
+            })
+            .collect();
+        TraceWorkload {
+            id: WorkloadId::new("w").unwrap(),
+            key: WorkloadKey::for_code("w").unwrap(),
+            provisioned: Limits::unlimited(),
+            points,
+            origin: PathBuf::new(),
+            surges: Vec::new(),
+        }
+    }
+
+    fn shown(w: &mut SimWorkload<'_>) -> (Option<f64>, Option<f64>) {
+        let mut out = Vec::new();
+        w.play(None, &mut out);
+        let s = out.pop().unwrap();
+        (s.usage().cpu_cores(), s.usage().memory_bytes())
+    }
+
+    #[test]
+    fn frozen_runs_nothing_but_keeps_memory_and_killed_uses_nothing() {
+        let t = trace();
+        let mut world = vec![SimWorkload::new(&t, false)];
+        let queue = Arc::new(Mutex::new(Vec::new()));
+        let mut act = SimActuator {
+            queue: queue.clone(),
+            delay_ms: 0,
+        };
+        let id = WorkloadId::new("w").unwrap();
+        assert_eq!(shown(&mut world[0]), (Some(2.0), Some(1e9)));
+        act.freeze(&id, true).unwrap();
+        deliver(&queue, &mut world);
+        assert_eq!(shown(&mut world[0]), (Some(0.0), Some(1e9)));
+        act.freeze(&id, false).unwrap();
+        deliver(&queue, &mut world);
+        assert_eq!(shown(&mut world[0]), (Some(2.0), Some(1e9)));
+        act.kill(&id).unwrap();
+        deliver(&queue, &mut world);
+        assert_eq!(shown(&mut world[0]), (Some(0.0), Some(0.0)));
+        assert_eq!(shown(&mut world[0]), (Some(0.0), Some(0.0)), "stays dead");
     }
 }

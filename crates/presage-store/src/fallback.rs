@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use presage_core::{Alert, Decision, Fingerprint, Sample, Timestamp, WorkloadKey};
 use presage_engine::{
-    Execution, Prior, PriorSource, Profile, ProfileStore, Retention, RetentionReport, StoreError,
-    TickWrite,
+    Execution, Prior, PriorSource, Profile, ProfileStore, ResponseEvent, Retention,
+    RetentionReport, StoreError, TickWrite,
 };
 use tracing::{info, warn};
 
@@ -26,6 +26,7 @@ struct OwnedTick {
     samples: Vec<Sample>,
     decisions: Vec<Decision>,
     alerts: Vec<Alert>,
+    responses: Vec<ResponseEvent>,
 }
 
 /// Writes that have not reached the store yet.
@@ -53,6 +54,7 @@ impl Pending {
             samples: tick.samples.to_vec(),
             decisions: tick.decisions.to_vec(),
             alerts: tick.alerts.to_vec(),
+            responses: tick.responses.to_vec(),
         });
         while self.samples > MAX_PENDING_SAMPLES {
             let Some(old) = self.ticks.front_mut() else {
@@ -64,7 +66,7 @@ impl Pending {
             old.samples.clear();
             self.samples -= n;
             self.dropped_samples += n as u64;
-            if old.decisions.is_empty() && old.alerts.is_empty() {
+            if old.decisions.is_empty() && old.alerts.is_empty() && old.responses.is_empty() {
                 self.ticks.pop_front();
             }
             if n == 0 {
@@ -204,6 +206,7 @@ fn flush_into(store: &mut dyn AdminStore, p: &mut Pending) -> Result<(), StoreEr
             samples: &tick.samples,
             decisions: &tick.decisions,
             alerts: &tick.alerts,
+            responses: &tick.responses,
         })?;
         p.samples -= tick.samples.len();
         p.ticks.pop_front();

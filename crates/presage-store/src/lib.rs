@@ -18,8 +18,8 @@ mod rollup;
 mod sqlite;
 mod url;
 
-use presage_core::{Timestamp, WorkloadId, WorkloadKey};
-use presage_engine::{Execution, Profile, ProfileStore, StoreError};
+use presage_core::{Alert, Decision, Timestamp, WorkloadId, WorkloadKey};
+use presage_engine::{Execution, Profile, ProfileStore, ResponseEvent, StoreError};
 use presage_forecast::ModelState;
 
 pub use fallback::FallbackStore;
@@ -47,6 +47,8 @@ pub struct Counts {
     pub fingerprints: u64,
     /// Decisions in the audit trail.
     pub decisions: u64,
+    /// Responses (record, webhook, throttle, freeze, kill) in the audit trail.
+    pub responses: u64,
 }
 
 /// What operators and tools do with a store beyond the engine's needs.
@@ -65,6 +67,117 @@ pub trait AdminStore: ProfileStore {
     fn executions(&mut self, code_id: &str) -> Result<Vec<Execution>, StoreError>;
     /// The backend's own consistency check: `ok` when sound.
     fn integrity_check(&mut self) -> Result<String, StoreError>;
+    /// The audited responses, oldest first; only `workload`'s when given.
+    fn responses(&mut self, workload: Option<&str>) -> Result<Vec<ResponseEvent>, StoreError> {
+        self.audit_bodies(AuditTable::Responses, workload)?
+            .into_iter()
+            .map(|(id, body)| body_from(&body, "responses", id, &self.describe()))
+            .collect()
+    }
+    /// The recorded alerts, oldest first; only `workload`'s when given.
+    fn alerts(&mut self, workload: Option<&str>) -> Result<Vec<Alert>, StoreError> {
+        self.audit_bodies(AuditTable::Alerts, workload)?
+            .into_iter()
+            .map(|(id, body)| body_from(&body, "alerts", id, &self.describe()))
+            .collect()
+    }
+    /// The recorded decisions, oldest first; only `workload`'s when given.
+    fn decisions(&mut self, workload: Option<&str>) -> Result<Vec<Decision>, StoreError> {
+        self.audit_bodies(AuditTable::Decisions, workload)?
+            .into_iter()
+            .map(|(id, body)| body_from(&body, "decisions", id, &self.describe()))
+            .collect()
+    }
+    /// The row ids and JSON bodies of one audit table, oldest first (the backends' part
+    /// of the three listings above).
+    fn audit_bodies(
+        &mut self,
+        table: AuditTable,
+        workload: Option<&str>,
+    ) -> Result<Vec<(i64, String)>, StoreError>;
+}
+
+/// The audit tables, each row a JSON body (what [`AdminStore`] lists).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditTable {
+    /// Limit changes.
+    Decisions,
+    /// Alerts raised.
+    Alerts,
+    /// Responses to alerts.
+    Responses,
+}
+
+impl AuditTable {
+    /// The table's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            AuditTable::Decisions => "decisions",
+            AuditTable::Alerts => "alerts",
+            AuditTable::Responses => "responses",
+        }
+    }
+}
+
+/// The query columns of one audited response (its full JSON is kept beside them, and is
+/// what is read back), shared by the backends.
+#[derive(Debug)]
+pub(crate) struct ResponseColumns {
+    pub(crate) action: &'static str,
+    pub(crate) rung: i64,
+    pub(crate) cpu_cores: Option<f64>,
+    pub(crate) alert_kind: String,
+    pub(crate) alert_severity: String,
+    pub(crate) alert_score: f64,
+    pub(crate) behavior_score: f64,
+    pub(crate) anomaly_score: Option<f64>,
+    pub(crate) outcome: &'static str,
+    pub(crate) body: String,
+}
+
+impl ResponseColumns {
+    pub(crate) fn of(e: &ResponseEvent) -> Result<ResponseColumns, StoreError> {
+        let body =
+            serde_json::to_string(e).map_err(json_err(format!("a response to {}", e.workload)))?;
+        Ok(ResponseColumns {
+            action: e.response.rung().as_str(),
+            rung: i64::from(e.rung.level()),
+            cpu_cores: match e.response {
+                presage_engine::Response::Throttle { cpu_cores } => Some(cpu_cores),
+                _ => None,
+            },
+            alert_kind: serde_name(&e.alert.kind),
+            alert_severity: serde_name(&e.alert.severity),
+            alert_score: e.alert.score,
+            behavior_score: e.behavior_score,
+            anomaly_score: e.anomaly_score,
+            outcome: e.outcome.as_str(),
+            body,
+        })
+    }
+}
+
+/// A unit enum variant's serde name (`outside_envelope`), as the JSON bodies spell it.
+fn serde_name<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(e) => format!("<{e}>"),
+    }
+}
+
+/// Reads back one audit row from its JSON body; a body that does not decode is named by
+/// database (`shown`), table and row id.
+fn body_from<T: serde::de::DeserializeOwned>(
+    body: &str,
+    table: &str,
+    id: i64,
+    shown: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(body).map_err(|e| StoreError {
+        context: format!("{shown}: {table} row {id}"),
+        source: Box::new(e),
+    })
 }
 
 /// A profiles row as stored (the model still JSON text), shared by the backends.

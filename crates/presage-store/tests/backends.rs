@@ -10,7 +10,10 @@ use presage_core::{
     Alert, AlertKind, Decision, Fingerprint, Limits, Reason, Resource, ResourceMap, Sample,
     Severity, Timestamp, Usage, WorkloadId, WorkloadKey,
 };
-use presage_engine::{Execution, PriorSource, Profile, ProfileStore, Retention, TickWrite};
+use presage_engine::{
+    Execution, Outcome, PriorSource, Profile, ProfileStore, Response, ResponseEvent, Retention,
+    TickWrite,
+};
 use presage_forecast::ModelState;
 use presage_store::{AdminStore, PostgresStore, SCHEMA_VERSION, StoreUrl};
 use support::pg::{TestDb, with_dbname};
@@ -132,6 +135,7 @@ on_every_backend!(
     reopening_keeps_everything,
     a_newer_schema_is_refused_naming_the_store,
     the_integrity_check_passes,
+    responses_are_audited_with_the_alert_and_scores,
 );
 
 fn key(code: &str, version: &str) -> WorkloadKey {
@@ -184,6 +188,7 @@ fn decision(workload: &str, at_s: i64) -> Decision {
         reason: Reason::Initial,
         risk: ResourceMap::none(),
         model: "m".into(),
+        behavior_score: Some(50.0 + at_s as f64),
     }
 }
 
@@ -395,6 +400,7 @@ fn the_audit_trail_is_counted(b: Backend) {
         samples: &[sample("presage/x", 5000, 0.5)],
         decisions: &[decision("presage/x", 5), decision("presage/x", 6)],
         alerts: &[alert],
+        responses: &[],
     })
     .unwrap();
     s.record(TickWrite {
@@ -410,6 +416,145 @@ fn the_audit_trail_is_counted(b: Backend) {
     let c = s.counts().unwrap();
     assert_eq!((c.decisions, c.raw_samples), (3, 1));
     assert_eq!(b.rows("alerts"), 1);
+}
+
+fn response(workload: &str, at_s: i64, response: Response, outcome: Outcome) -> ResponseEvent {
+    let id = WorkloadId::new(workload).unwrap();
+    let at = Timestamp::from_unix_secs(at_s);
+    ResponseEvent {
+        workload: id.clone(),
+        at,
+        rung: response.rung(),
+        response,
+        alert: Alert {
+            workload: id,
+            at,
+            kind: AlertKind::Anomaly,
+            severity: Severity::Critical,
+            score: 0.91,
+            message: "forks far above its profile".into(),
+        },
+        behavior_score: 87.5,
+        anomaly_score: Some(0.91),
+        outcome,
+        message: format!("{outcome}"),
+    }
+}
+
+/// action, rung, outcome, alert_kind, behavior_score, anomaly_score, cpu_cores.
+type ResponseRow = (String, i64, String, String, f64, Option<f64>, Option<f64>);
+
+fn responses_are_audited_with_the_alert_and_scores(b: Backend) {
+    let events = [
+        response("presage/x", 10, Response::Record, Outcome::Ok),
+        response("presage/x", 20, Response::Webhook, Outcome::Deferred),
+        response("presage/y", 25, Response::Freeze, Outcome::Refused),
+        response(
+            "presage/x",
+            30,
+            Response::Throttle { cpu_cores: 0.25 },
+            Outcome::Ok,
+        ),
+        response("presage/x", 40, Response::Kill, Outcome::Failed),
+    ];
+    {
+        let mut s = b.open();
+        // Responses arrive in the tick's transaction, with its decisions and alerts.
+        s.record(TickWrite {
+            decisions: &[decision("presage/x", 30)],
+            alerts: &[events[0].alert.clone()],
+            responses: &events[..3],
+            ..TickWrite::default()
+        })
+        .unwrap();
+        s.record(TickWrite {
+            responses: &events[3..],
+            ..TickWrite::default()
+        })
+        .unwrap();
+    }
+    // Read back after a reopen, oldest first, whole.
+    let mut s = b.open();
+    assert_eq!(s.responses(None).unwrap(), events.to_vec());
+    let x: Vec<_> = events
+        .iter()
+        .filter(|e| e.workload.as_str() == "presage/x")
+        .cloned()
+        .collect();
+    assert_eq!(s.responses(Some("presage/x")).unwrap(), x);
+    assert!(s.responses(Some("presage/none")).unwrap().is_empty());
+    assert_eq!(s.counts().unwrap().responses, 5);
+    assert_eq!(s.alerts(None).unwrap(), vec![events[0].alert.clone()]);
+    let decisions = s.decisions(Some("presage/x")).unwrap();
+    assert_eq!(decisions, vec![decision("presage/x", 30)]);
+    assert_eq!(decisions[0].behavior_score, Some(80.0));
+    // The query columns say the same as the bodies.
+    let sql = "SELECT action, rung, outcome, alert_kind, behavior_score, anomaly_score, cpu_cores
+        FROM responses ORDER BY at_ms";
+    let rows: Vec<ResponseRow> = match &b {
+        Backend::Sqlite(dir) => {
+            let conn = rusqlite::Connection::open(dir.path().join("presage.db")).unwrap();
+            let mut stmt = conn.prepare(sql).unwrap();
+            stmt.query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+        }
+        Backend::Postgres(db) => db
+            .client()
+            .query(sql, &[])
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    r.get(1),
+                    r.get(2),
+                    r.get(3),
+                    r.get(4),
+                    r.get(5),
+                    r.get(6),
+                )
+            })
+            .collect(),
+    };
+    let throttle = &rows[3];
+    assert_eq!(
+        throttle,
+        &(
+            "throttle".to_owned(),
+            2,
+            "ok".to_owned(),
+            "anomaly".to_owned(),
+            87.5,
+            Some(0.91),
+            Some(0.25)
+        )
+    );
+    let outcomes: Vec<&str> = rows.iter().map(|r| r.2.as_str()).collect();
+    assert_eq!(outcomes, ["ok", "deferred", "refused", "ok", "failed"]);
+    let score: Option<f64> = match &b {
+        Backend::Sqlite(dir) => rusqlite::Connection::open(dir.path().join("presage.db"))
+            .unwrap()
+            .query_row("SELECT behavior_score FROM decisions", [], |r| r.get(0))
+            .unwrap(),
+        Backend::Postgres(db) => db
+            .client()
+            .query_one("SELECT behavior_score FROM decisions", &[])
+            .unwrap()
+            .get(0),
+    };
+    assert_eq!(score, Some(80.0));
 }
 
 fn reopening_keeps_everything(b: Backend) {

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use presage_core::{Fingerprint, Sample, Timestamp, WorkloadId, WorkloadKey};
 use presage_engine::{
-    Engine, EngineConfig, MemoryStore, ProfileStore, TickReport, TickWrite, WorkloadSpec,
+    Engine, EngineConfig, LadderResponder, MemoryStore, ProfileStore, TickReport, TickWrite,
+    WorkloadSpec,
 };
 use presage_linux::{Cgroup, CgroupManager, Layout};
 use presage_policy::WorkloadPolicy;
@@ -26,11 +27,12 @@ use crate::ledger::{Adoption, Ledger};
 use crate::log::DecisionLog;
 use crate::registration::Registration;
 use crate::sampler::Reading;
+use crate::webhook::{WebhookSink, WebhookStats};
 
 mod support;
 
 pub use support::{apply_initial_limits, build_policy, decision_log_path, file_budget};
-use support::{decensored, merge, own_cgroups, sleep_until};
+use support::{decensored, merge, offer_webhooks, own_cgroups, sleep_until};
 
 /// The current time as a presage timestamp.
 pub fn now() -> Timestamp {
@@ -108,11 +110,16 @@ pub struct Agent {
     /// `Some(last retention pass)` when samples are kept in the store.
     history: Option<Option<Timestamp>>,
     pending_samples: Vec<Sample>,
+    /// Delivers the response ladder's alerts, when a webhook URL is configured.
+    webhook: Option<WebhookSink>,
 }
 
 /// Seconds between two retention passes: roll-ups cover whole minutes, so anything more
 /// often only adds work.
 const RETENTION_EVERY_S: f64 = 600.0;
+
+/// How long shutdown waits for queued webhook alerts to leave.
+const WEBHOOK_GRACE: Duration = Duration::from_secs(3);
 
 impl Agent {
     /// An agent with `config` (its mode, policy, discovery, paths), keeping state as
@@ -148,11 +155,13 @@ impl Agent {
         let mut builder = Engine::builder(parts.allocator)
             .config(engine_config)
             .store(store)
-            .actuator(Box::new(actuator));
+            .actuator(Box::new(actuator))
+            .responder(Box::new(LadderResponder::new()));
         if let Some(f) = parts.forecaster {
             builder = builder.forecaster(f);
         }
         let engine = builder.build()?;
+        let webhook = WebhookSink::start(&config.response)?;
         let (ledger, log, registrations) = match &persistence {
             Persistence::DataDir(dir) => {
                 std::fs::create_dir_all(dir).map_err(|source| AgentError::Io {
@@ -194,7 +203,13 @@ impl Agent {
             last_discovery: None,
             history: (config_record_samples && persistence_keeps).then_some(None),
             pending_samples: Vec::new(),
+            webhook,
         })
+    }
+
+    /// The webhook's delivery counters, when one is configured.
+    pub fn webhook_stats(&self) -> Option<WebhookStats> {
+        self.webhook.as_ref().map(WebhookSink::stats)
     }
 
     /// The host's cgroup layout.
@@ -267,6 +282,9 @@ impl Agent {
             self.release(id, now, &mut tick);
         }
         self.write_history(now, &mut tick);
+        if let Some(sink) = &self.webhook {
+            offer_webhooks(sink, &report, &mut tick.problems);
+        }
         if self.config.mode == Mode::Observe {
             report.decisions.clear();
         } else if let Some(log) = self.log.as_mut()
@@ -350,6 +368,12 @@ impl Agent {
         let cgroups: Vec<String> = self.engine.workloads().map(|w| w.id.to_string()).collect();
         if let Err(e) = self.ledger.forget(cgroups.iter().map(String::as_str)) {
             problems.push(e.to_string());
+        }
+        if let Some(sink) = self.webhook.take() {
+            // A short grace so the last alerts (a kill's, say) usually leave; a receiver
+            // that is down does not hold the exit longer than this.
+            let stats = sink.close(WEBHOOK_GRACE);
+            info!(?stats, "webhook deliveries");
         }
         problems
     }

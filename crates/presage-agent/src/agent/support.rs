@@ -11,11 +11,12 @@ use presage_core::{Limits, Resource, Sample};
 use presage_engine::TickReport;
 use presage_forecast::{ForecasterFactory, Periodic, PeriodicConfig};
 use presage_linux::{Cgroup, CgroupManager};
-use presage_policy::PredictiveConfig;
+use presage_policy::{PredictiveConfig, Rung};
 
 use crate::actuator::write_limits;
 use crate::config::AgentConfig;
 use crate::error::AgentError;
+use crate::webhook::WebhookSink;
 
 /// Adds one workload's tick report to the whole tick's.
 pub(super) fn merge(into: &mut TickReport, one: TickReport) {
@@ -27,6 +28,19 @@ pub(super) fn merge(into: &mut TickReport, one: TickReport) {
     into.alerts.extend(one.alerts);
     into.responses.extend(one.responses);
     into.issues.extend(one.issues);
+}
+
+/// Offers the tick's responses at or above the webhook rung to the webhook (a throttle,
+/// freeze or kill is announced too); a full queue is a problem of the tick, never a wait.
+pub(super) fn offer_webhooks(sink: &WebhookSink, report: &TickReport, problems: &mut Vec<String>) {
+    for event in report.responses.iter().filter(|e| e.rung >= Rung::Webhook) {
+        if !sink.offer(event) {
+            problems.push(format!(
+                "webhook queue full: dropped the {} alert of {}",
+                event.rung, event.workload
+            ));
+        }
+    }
 }
 
 /// The allocation rule and forecaster `config` asks for, tuned for the live cadence.

@@ -5,11 +5,11 @@ use crate::rollup::{Cuts, rollup_columns};
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::Type;
 use postgres::{Client, Statement, Transaction};
-use presage_core::{Resource, Sample, Timestamp};
-use presage_engine::{Execution, Retention, RetentionReport, StoreError};
+use presage_core::{Decision, Resource, Sample, Timestamp};
+use presage_engine::{Execution, ResponseEvent, Retention, RetentionReport, StoreError};
 
 use super::pg_err;
-use crate::json_err;
+use crate::{AuditTable, ResponseColumns, json_err};
 
 /// Samples go in by binary COPY: one round trip for the whole tick whatever its size,
 /// and no per-row parse or plan (1,000 samples per tick is the expected load).
@@ -31,8 +31,12 @@ const SAMPLE_TYPES: [Type; 9] = [
 ];
 
 /// Audit rows go in as arrays: one statement and one round trip per table and tick.
-pub(super) const INSERT_DECISIONS: &str = "INSERT INTO decisions (workload, at_ms, body)
-    SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[])";
+pub(super) const INSERT_DECISIONS: &str = "INSERT INTO decisions
+    (workload, at_ms, body, behavior_score)
+    SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::DOUBLE PRECISION[])";
+pub(super) const INSERT_RESPONSE: &str = "INSERT INTO responses (workload, at_ms, action, rung,
+    cpu_cores, alert_kind, alert_severity, alert_score, behavior_score, anomaly_score, outcome,
+    body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 pub(super) const INSERT_ALERTS: &str = "INSERT INTO alerts (workload, at_ms, body)
     SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[])";
 
@@ -78,6 +82,104 @@ pub(super) fn insert_samples(
     }
     writer.finish().map_err(fail())?;
     Ok(())
+}
+
+/// Appends decisions, each as its JSON body with the behavioural score beside it.
+pub(super) fn insert_decisions(
+    tx: &mut Transaction<'_>,
+    insert: &Statement,
+    decisions: &[Decision],
+    shown: &str,
+) -> Result<(), StoreError> {
+    if decisions.is_empty() {
+        return Ok(());
+    }
+    let mut workloads = Vec::with_capacity(decisions.len());
+    let mut ats = Vec::with_capacity(decisions.len());
+    let mut bodies = Vec::with_capacity(decisions.len());
+    let mut scores = Vec::with_capacity(decisions.len());
+    for d in decisions {
+        let workload = d.workload.as_str();
+        bodies.push(
+            serde_json::to_string(d).map_err(json_err(format!("one of {workload}'s decisions")))?,
+        );
+        workloads.push(workload);
+        ats.push(d.at.unix_ms());
+        scores.push(d.behavior_score);
+    }
+    tx.execute(insert, &[&workloads, &ats, &bodies, &scores])
+        .map_err(pg_err(
+            shown,
+            format_args!("recording {} rows into table decisions", decisions.len()),
+        ))?;
+    Ok(())
+}
+
+/// Appends audited responses (a few per alert at most: one statement each).
+pub(super) fn insert_responses(
+    tx: &mut Transaction<'_>,
+    insert: &Statement,
+    responses: &[ResponseEvent],
+    shown: &str,
+) -> Result<(), StoreError> {
+    for e in responses {
+        let c = ResponseColumns::of(e)?;
+        tx.execute(
+            insert,
+            &[
+                &e.workload.as_str(),
+                &e.at.unix_ms(),
+                &c.action,
+                &c.rung,
+                &c.cpu_cores,
+                &c.alert_kind,
+                &c.alert_severity,
+                &c.alert_score,
+                &c.behavior_score,
+                &c.anomaly_score,
+                &c.outcome,
+                &c.body,
+            ],
+        )
+        .map_err(pg_err(
+            shown,
+            format_args!(
+                "recording a response to {} into table responses",
+                e.workload
+            ),
+        ))?;
+    }
+    Ok(())
+}
+
+/// The row ids and JSON bodies of one audit table, oldest first; only `workload`'s when
+/// given.
+pub(super) fn audit_bodies(
+    client: &mut Client,
+    table: AuditTable,
+    workload: Option<&str>,
+    shown: &str,
+) -> Result<Vec<(i64, String)>, StoreError> {
+    let name = table.name();
+    let rows = client
+        .query(
+            &format!(
+                "SELECT id, body FROM {name} WHERE $1::TEXT IS NULL OR workload = $1
+                 ORDER BY at_ms, id"
+            ),
+            &[&workload],
+        )
+        .map_err(pg_err(shown, format_args!("listing table {name}")))?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get(0)
+                    .map_err(pg_err(shown, format_args!("reading a row of {name}")))?,
+                r.try_get(1)
+                    .map_err(pg_err(shown, format_args!("reading a row of {name}")))?,
+            ))
+        })
+        .collect()
 }
 
 /// Appends audit rows (decisions or alerts) to `table`, each as its JSON body.

@@ -18,7 +18,7 @@ use presage_engine::{
 
 pub(crate) use conninfo::redact;
 
-use crate::{AdminStore, ProfileRow, SCHEMA_VERSION, now_ms};
+use crate::{AdminStore, AuditTable, ProfileRow, SCHEMA_VERSION, now_ms};
 
 /// The columns [`profile_from`] reads, in its order (a macro so statements can be
 /// `concat!`ed at compile time, as cache keys must be `'static`).
@@ -311,14 +311,14 @@ impl ProfileStore for PostgresStore {
             let copy = s.prepared(history::COPY_SAMPLES)?;
             let decisions = s.prepared(history::INSERT_DECISIONS)?;
             let alerts = s.prepared(history::INSERT_ALERTS)?;
+            let responses = s.prepared(history::INSERT_RESPONSE)?;
             s.in_tx("recording a tick", |tx, shown| {
                 history::insert_samples(tx, &copy, tick.samples, shown)?;
-                history::audit(tx, &decisions, "decisions", tick.decisions, shown, |d| {
-                    (d.workload.as_str(), d.at)
-                })?;
+                history::insert_decisions(tx, &decisions, tick.decisions, shown)?;
                 history::audit(tx, &alerts, "alerts", tick.alerts, shown, |a| {
                     (a.workload.as_str(), a.at)
-                })
+                })?;
+                history::insert_responses(tx, &responses, tick.responses, shown)
             })
         })
     }
@@ -423,12 +423,21 @@ impl AdminStore for PostgresStore {
                 )?,
                 fingerprints: s.count("fingerprints", "SELECT COUNT(*) FROM fingerprints")?,
                 decisions: s.count("decisions", "SELECT COUNT(*) FROM decisions")?,
+                responses: s.count("responses", "SELECT COUNT(*) FROM responses")?,
             })
         })
     }
 
     fn executions(&mut self, code_id: &str) -> Result<Vec<Execution>, StoreError> {
         self.run(|s| history::executions(&mut s.client, code_id, &s.shown))
+    }
+
+    fn audit_bodies(
+        &mut self,
+        table: AuditTable,
+        workload: Option<&str>,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        self.run(|s| history::audit_bodies(&mut s.client, table, workload, &s.shown))
     }
 
     /// PostgreSQL checks its own pages; what can go wrong at this level is a schema that

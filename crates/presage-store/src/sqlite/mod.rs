@@ -16,7 +16,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use schema::MIGRATIONS;
 pub use schema::SCHEMA_VERSION;
 
-use crate::{AdminStore, ProfileRow, json_err, now_ms};
+use crate::{AdminStore, AuditTable, ProfileRow, ResponseColumns, json_err, now_ms};
 
 /// The columns [`row_parts`] reads, in its order.
 const PROFILE_COLUMNS: &str =
@@ -226,10 +226,9 @@ impl ProfileStore for SqliteStore {
         }
         self.in_tx("recording a tick", |tx| {
             history::insert_samples(tx, tick.samples)?;
-            audit(tx, "decisions", tick.decisions, |d| {
-                (d.workload.as_str(), d.at)
-            })?;
-            audit(tx, "alerts", tick.alerts, |a| (a.workload.as_str(), a.at))
+            insert_decisions(tx, tick.decisions)?;
+            audit(tx, "alerts", tick.alerts, |a| (a.workload.as_str(), a.at))?;
+            insert_responses(tx, tick.responses)
         })
     }
 
@@ -252,6 +251,65 @@ impl ProfileStore for SqliteStore {
             history::retain(tx, now.unix_ms(), retention)
         })
     }
+}
+
+/// Appends decisions, each as its JSON body with the behavioural score beside it.
+fn insert_decisions(
+    tx: &rusqlite::Transaction<'_>,
+    decisions: &[presage_core::Decision],
+) -> Result<(), StoreError> {
+    if decisions.is_empty() {
+        return Ok(());
+    }
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT INTO decisions (workload, at_ms, body, behavior_score) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .map_err(err("recording decisions"))?;
+    for d in decisions {
+        let workload = d.workload.as_str();
+        let body =
+            serde_json::to_string(d).map_err(json_err(format!("one of {workload}'s decisions")))?;
+        stmt.execute(params![workload, d.at.unix_ms(), body, d.behavior_score])
+            .map_err(err(format!("recording one of {workload}'s decisions")))?;
+    }
+    Ok(())
+}
+
+/// Appends audited responses.
+fn insert_responses(
+    tx: &rusqlite::Transaction<'_>,
+    responses: &[presage_engine::ResponseEvent],
+) -> Result<(), StoreError> {
+    if responses.is_empty() {
+        return Ok(());
+    }
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT INTO responses (workload, at_ms, action, rung, cpu_cores, alert_kind,
+                alert_severity, alert_score, behavior_score, anomaly_score, outcome, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )
+        .map_err(err("recording responses"))?;
+    for e in responses {
+        let c = ResponseColumns::of(e)?;
+        stmt.execute(params![
+            e.workload.as_str(),
+            e.at.unix_ms(),
+            c.action,
+            c.rung,
+            c.cpu_cores,
+            c.alert_kind,
+            c.alert_severity,
+            c.alert_score,
+            c.behavior_score,
+            c.anomaly_score,
+            c.outcome,
+            c.body
+        ])
+        .map_err(err(format!("recording a response to {}", e.workload)))?;
+    }
+    Ok(())
 }
 
 /// Appends audit rows (decisions or alerts) to `table`, each as its JSON body.
@@ -336,6 +394,7 @@ impl AdminStore for SqliteStore {
                 .count("SELECT COUNT(*) FROM samples_rollup WHERE resolution_s = 300")?,
             fingerprints: self.count("SELECT COUNT(*) FROM fingerprints")?,
             decisions: self.count("SELECT COUNT(*) FROM decisions")?,
+            responses: self.count("SELECT COUNT(*) FROM responses")?,
         })
     }
 
@@ -347,6 +406,25 @@ impl AdminStore for SqliteStore {
         self.conn
             .query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0))
             .map_err(err(format!("checking {}", self.path.display())))
+    }
+
+    fn audit_bodies(
+        &mut self,
+        table: AuditTable,
+        workload: Option<&str>,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        let name = table.name();
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT id, body FROM {name} WHERE ?1 IS NULL OR workload = ?1 ORDER BY at_ms, id"
+            ))
+            .map_err(err(format!("listing {name}")))?;
+        let rows = stmt
+            .query_map(params![workload], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(err(format!("listing {name}")))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(err(format!("reading a row of {name}")))
     }
 }
 

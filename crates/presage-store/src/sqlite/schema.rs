@@ -2,7 +2,7 @@
 
 /// The schema version this build writes; older databases are migrated on open, newer ones
 /// refused (a downgraded binary must not write a schema it does not know).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Each step takes the schema from its index to the next version.
 pub(super) const MIGRATIONS: &[&str] = &[
@@ -79,4 +79,25 @@ pub(super) const MIGRATIONS: &[&str] = &[
         features TEXT NOT NULL,
         updated_at_ms INTEGER NOT NULL
     );",
+    // 2 → 3: the behavioural score beside each decision, and the response audit trail
+    // (what the anomaly ladder did, to whom, because of which alert and scores, and how
+    // it went). Query columns plus the JSON body that is read back.
+    "ALTER TABLE decisions ADD COLUMN behavior_score REAL;
+    CREATE TABLE responses (
+        id INTEGER PRIMARY KEY,
+        workload TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        action TEXT NOT NULL,
+        rung INTEGER NOT NULL,
+        cpu_cores REAL,
+        alert_kind TEXT NOT NULL,
+        alert_severity TEXT NOT NULL,
+        alert_score REAL,
+        behavior_score REAL,
+        anomaly_score REAL,
+        outcome TEXT NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX responses_by_workload ON responses (workload, at_ms);
+    CREATE INDEX responses_by_time ON responses (at_ms);",
 ];

@@ -48,6 +48,7 @@ fn the_audit_trail_is_recorded() {
         reason: Reason::Initial,
         risk: ResourceMap::none(),
         model: "m".into(),
+        behavior_score: None,
     };
     s.record(TickWrite {
         decisions: &[d.clone(), d],
@@ -238,4 +239,50 @@ fn priors_come_from_the_key_then_the_latest_earlier_version_then_a_neighbour() {
     }
     assert_eq!(near.profile.samples, 30);
     assert_eq!(s.counts().unwrap().fingerprints, 2);
+}
+
+#[test]
+fn a_version_2_database_migrates_to_3_keeping_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    // A database as a build of schema version 2 left it, with a decision written before
+    // decisions carried a behavioural score.
+    let mut old = serde_json::to_value(Decision {
+        workload: WorkloadId::new("presage/x").unwrap(),
+        at: Timestamp::from_unix_secs(5),
+        old: Limits::unlimited(),
+        new: Limits::unlimited(),
+        reason: Reason::Initial,
+        risk: ResourceMap::none(),
+        model: "m".into(),
+        behavior_score: Some(1.0),
+    })
+    .unwrap();
+    old.as_object_mut().unwrap().remove("behavior_score");
+    let old_decision = old.to_string();
+    assert!(!old_decision.contains("behavior_score"));
+    {
+        let conn = Connection::open(&path).unwrap();
+        for sql in &MIGRATIONS[..2] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        conn.execute(
+            "INSERT INTO decisions (workload, at_ms, body) VALUES ('presage/x', 5000, ?1)",
+            params![old_decision],
+        )
+        .unwrap();
+    }
+    let mut s = SqliteStore::open(&path).unwrap();
+    let version: i64 = s
+        .conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    assert_eq!(SCHEMA_VERSION, 3);
+    let decisions = s.decisions(None).unwrap();
+    assert_eq!(decisions.len(), 1);
+    assert_eq!(decisions[0].behavior_score, None, "old rows parse");
+    assert_eq!(s.counts().unwrap().responses, 0);
+    assert!(s.responses(Some("presage/x")).unwrap().is_empty());
 }
