@@ -2,6 +2,8 @@ use presage_core::{Resource, ResourceMap};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::anomaly::AnomalyPolicy;
+
 /// The smallest CPU quota presage sets, in cores: the kernel's minimum quota is 1 ms per
 /// 100 ms period.
 pub const MIN_CPU_CORES: f64 = 0.01;
@@ -60,6 +62,8 @@ pub struct WorkloadPolicy {
     pub protected: bool,
     /// A resource budget: a hard ceiling no limit ever exceeds, whatever the forecast.
     pub budget: Option<Budget>,
+    /// The anomaly scorer's thresholds (defaults when absent).
+    pub anomaly: AnomalyPolicy,
 }
 
 /// A workload instance's resource budget (seed 000's "resource budget").
@@ -96,6 +100,7 @@ impl Default for WorkloadPolicy {
             vip_multiplier: 1.0,
             protected: false,
             budget: None,
+            anomaly: AnomalyPolicy::default(),
         }
     }
 }
@@ -146,7 +151,7 @@ impl WorkloadPolicy {
                 return Err(bad(field, v, "must be a positive number"));
             }
         }
-        Ok(())
+        self.anomaly.validate()
     }
 
     /// The weight used when capacity binds: weight × VIP multiplier.
