@@ -101,6 +101,8 @@ pub enum AlertKind {
     Anomaly,
     /// Memory grows steadily (a leak).
     MemoryLeak,
+    /// The workload runs far more processes than ever before (a fork bomb).
+    ProcessExplosion,
     /// The workload was OOM-killed.
     OomKill,
     /// The node cannot hold the predicted demand; more capacity is needed.

@@ -282,6 +282,7 @@ impl Engine {
             forecaster,
             forecast: None,
             score: BehaviorScore::default(),
+            anomaly: crate::anomaly::AnomalyState::default(),
             last_sample: None,
             last_decision_at: None,
             samples: 0,

@@ -7,6 +7,7 @@
 //! decided by the [`Source`] that feeds it and the [`Actuator`], [`ProfileStore`] and
 //! [`Responder`] it is built with.
 
+mod anomaly;
 mod engine;
 mod execution;
 mod fit;

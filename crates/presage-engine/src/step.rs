@@ -10,6 +10,7 @@ use presage_core::{
 };
 use presage_policy::{AllocationInput, safety};
 
+use crate::anomaly::score_anomaly;
 use crate::respond::{Target, respond_to_alerts};
 use crate::workload::Managed;
 use crate::{Actuator, EngineConfig, Issue, Responder, TickReport};
@@ -173,6 +174,7 @@ pub(crate) fn finish(
         limits,
         forecast,
         score,
+        anomaly,
         last_sample,
         response_cap,
         ..
@@ -206,8 +208,8 @@ pub(crate) fn finish(
         return;
     };
     let first_alert = report.alerts.len();
-    if let Some(prev) = plan.previous {
-        let excess = score.update(sample, &prev, &cx.config.behavior);
+    if let Some(prev) = plan.previous.as_ref() {
+        let excess = score.update(sample, prev, &cx.config.behavior);
         if excess > 0.0 && score.value() >= cx.config.alert_score {
             report.alerts.push(Alert {
                 workload: spec.id.clone(),
@@ -222,6 +224,15 @@ pub(crate) fn finish(
                 ),
             });
         }
+    }
+    if let Some(alert) = score_anomaly(
+        anomaly,
+        &spec.id,
+        sample,
+        plan.previous.as_ref(),
+        &spec.policy.anomaly,
+    ) {
+        report.alerts.push(alert);
     }
     if sample.events().oom_kills > 0 {
         report.alerts.push(oom_alert(&spec.id, sample, limits, now));

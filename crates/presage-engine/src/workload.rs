@@ -4,6 +4,7 @@ use presage_forecast::Forecaster;
 use presage_policy::{Allocator, BehaviorScore, BudgetTracker, WorkloadPolicy};
 use serde::Serialize;
 
+use crate::anomaly::AnomalyState;
 use crate::execution::RunTally;
 use crate::respond::ResponseCap;
 
@@ -32,6 +33,7 @@ pub(crate) struct Managed {
     pub(crate) allocator: Box<dyn Allocator>,
     pub(crate) forecast: Option<Forecast>,
     pub(crate) score: BehaviorScore,
+    pub(crate) anomaly: AnomalyState,
     pub(crate) last_sample: Option<Sample>,
     pub(crate) last_decision_at: Option<Timestamp>,
     pub(crate) samples: u64,
@@ -59,6 +61,8 @@ pub struct WorkloadView<'a> {
     pub forecast: Option<&'a Forecast>,
     /// The behavioural score (0–100, 50 neutral).
     pub score: f64,
+    /// The latest anomaly score (0–1; 0.5 is a component at its threshold).
+    pub anomaly_score: f64,
     /// The latest sample.
     pub last_sample: Option<&'a Sample>,
     /// Samples seen by this instance.
@@ -76,6 +80,7 @@ impl Managed {
             adopted_limits: &self.spec.limits,
             forecast: self.forecast.as_ref(),
             score: self.score.value(),
+            anomaly_score: self.anomaly.score,
             last_sample: self.last_sample.as_ref(),
             samples: self.samples,
             policy: &self.spec.policy,

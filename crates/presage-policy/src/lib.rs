@@ -5,9 +5,11 @@
 //! the latest sample, the forecast (if its policy uses one) and the limits in force. The
 //! proposal then passes through [`safety::enforce`], which makes the invariants of
 //! DESIGN.md impossible to break whatever the allocator proposed. [`BehaviorScore`]
-//! tracks how well a workload keeps to its own forecast.
+//! tracks how well a workload keeps to its own forecast; [`anomaly::AnomalyScorer`]
+//! scores how far it strays from its own profile (spikes, shifts, leaks, fork bombs).
 
 mod allocator;
+pub mod anomaly;
 pub mod baselines;
 mod behavior;
 mod budget;

@@ -2,6 +2,8 @@ use presage_core::{Resource, ResourceMap};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::anomaly::AnomalyPolicy;
+
 /// The smallest CPU quota presage sets, in cores: the kernel's minimum quota is 1 ms per
 /// 100 ms period.
 pub const MIN_CPU_CORES: f64 = 0.01;
@@ -62,6 +64,8 @@ pub struct WorkloadPolicy {
     pub budget: Option<Budget>,
     /// How the anomaly response ladder treats this workload's alerts.
     pub response: crate::ResponsePolicy,
+    /// The anomaly scorer's thresholds (defaults when absent).
+    pub anomaly: AnomalyPolicy,
 }
 
 /// A workload instance's resource budget (seed 000's "resource budget").
@@ -99,6 +103,7 @@ impl Default for WorkloadPolicy {
             protected: false,
             budget: None,
             response: crate::ResponsePolicy::default(),
+            anomaly: AnomalyPolicy::default(),
         }
     }
 }
@@ -150,7 +155,7 @@ impl WorkloadPolicy {
             }
         }
         self.response.validate()?;
-        Ok(())
+        self.anomaly.validate()
     }
 
     /// The weight used when capacity binds: weight × VIP multiplier.
