@@ -136,6 +136,7 @@ on_every_backend!(
     a_newer_schema_is_refused_naming_the_store,
     the_integrity_check_passes,
     responses_are_audited_with_the_alert_and_scores,
+    a_version_2_store_migrates_to_3_keeping_its_rows,
 );
 
 fn key(code: &str, version: &str) -> WorkloadKey {
@@ -555,6 +556,50 @@ fn responses_are_audited_with_the_alert_and_scores(b: Backend) {
             .get(0),
     };
     assert_eq!(score, Some(80.0));
+}
+
+/// A store taken back to schema 2 (as a build before responses left it: no responses
+/// table, no decisions.behavior_score, a decision without the score in its JSON) opens,
+/// migrates and keeps its rows.
+fn a_version_2_store_migrates_to_3_keeping_its_rows(b: Backend) {
+    b.open()
+        .record(TickWrite {
+            decisions: &[decision("presage/x", 5)],
+            ..TickWrite::default()
+        })
+        .unwrap();
+    let mut old = serde_json::to_value(decision("presage/x", 5)).unwrap();
+    old.as_object_mut().unwrap().remove("behavior_score");
+    let old = old.to_string();
+    let back_to_2 = "DROP TABLE responses; ALTER TABLE decisions DROP COLUMN behavior_score;";
+    match &b {
+        Backend::Sqlite(dir) => {
+            let conn = rusqlite::Connection::open(dir.path().join("presage.db")).unwrap();
+            conn.execute_batch(back_to_2).unwrap();
+            conn.execute("UPDATE decisions SET body = ?1", [&old])
+                .unwrap();
+        }
+        Backend::Postgres(db) => {
+            let mut c = db.client();
+            c.batch_execute(back_to_2).unwrap();
+            c.execute("UPDATE decisions SET body = $1", &[&old])
+                .unwrap();
+        }
+    }
+    b.set_schema_version(2);
+    let mut s = b.open();
+    let decisions = s.decisions(None).unwrap();
+    assert_eq!(decisions.len(), 1);
+    assert_eq!(decisions[0].behavior_score, None);
+    s.record(TickWrite {
+        decisions: &[decision("presage/x", 6)],
+        responses: &[response("presage/x", 6, Response::Record, Outcome::Ok)],
+        ..TickWrite::default()
+    })
+    .unwrap();
+    assert_eq!(s.counts().unwrap().responses, 1);
+    assert_eq!(s.decisions(None).unwrap()[1].behavior_score, Some(56.0));
+    assert_eq!(s.integrity_check().unwrap(), "ok");
 }
 
 fn reopening_keeps_everything(b: Backend) {
