@@ -4,125 +4,18 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[macro_use]
 mod support;
 
 use presage_core::{
-    Alert, AlertKind, Decision, Fingerprint, Limits, Reason, Resource, ResourceMap, Sample,
-    Severity, Timestamp, Usage, WorkloadId, WorkloadKey,
+    Alert, AlertKind, Fingerprint, Resource, ResourceMap, Sample, Severity, Timestamp, Usage,
+    WorkloadId, WorkloadKey,
 };
-use presage_engine::{
-    Execution, Outcome, PriorSource, Profile, ProfileStore, Response, ResponseEvent, Retention,
-    TickWrite,
-};
+use presage_engine::{Execution, PriorSource, Profile, ProfileStore, Retention, TickWrite};
 use presage_forecast::ModelState;
 use presage_store::{AdminStore, PostgresStore, SCHEMA_VERSION, StoreUrl};
+use support::backend::{Backend, decision};
 use support::pg::{TestDb, with_dbname};
-
-/// One backend's store location, and raw access for what the store API does not expose.
-enum Backend {
-    Sqlite(tempfile::TempDir),
-    Postgres(TestDb),
-}
-
-/// One row of samples_rollup: (resolution_s, bucket_ms, n, cpu mean, cpu max, memory mean).
-type Rollup = (i64, i64, i64, Option<f64>, Option<f64>, Option<f64>);
-
-const ROLLUP_SQL: &str = "SELECT resolution_s, bucket_ms, n, cpu_mean, cpu_max, memory_mean
-    FROM samples_rollup ORDER BY resolution_s, workload, bucket_ms";
-
-impl Backend {
-    fn sqlite() -> Backend {
-        Backend::Sqlite(tempfile::tempdir().unwrap())
-    }
-
-    fn postgres(test: &str) -> Option<Backend> {
-        TestDb::create(test).map(Backend::Postgres)
-    }
-
-    fn url(&self) -> StoreUrl {
-        match self {
-            Backend::Sqlite(dir) => StoreUrl::Sqlite(dir.path().join("presage.db")),
-            Backend::Postgres(db) => StoreUrl::Postgres(db.url.clone()),
-        }
-    }
-
-    fn open(&self) -> Box<dyn AdminStore> {
-        presage_store::open(&self.url()).unwrap()
-    }
-
-    fn rollups(&self) -> Vec<Rollup> {
-        match self {
-            Backend::Sqlite(dir) => {
-                let conn = rusqlite::Connection::open(dir.path().join("presage.db")).unwrap();
-                let mut stmt = conn.prepare(ROLLUP_SQL).unwrap();
-                stmt.query_map([], |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                    ))
-                })
-                .unwrap()
-                .map(Result::unwrap)
-                .collect()
-            }
-            Backend::Postgres(db) => db
-                .client()
-                .query(ROLLUP_SQL, &[])
-                .unwrap()
-                .iter()
-                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
-                .collect(),
-        }
-    }
-
-    /// How many rows `table` holds (for tables `Counts` leaves out).
-    fn rows(&self, table: &str) -> i64 {
-        let sql = format!("SELECT COUNT(*) FROM {table}");
-        match self {
-            Backend::Sqlite(dir) => rusqlite::Connection::open(dir.path().join("presage.db"))
-                .unwrap()
-                .query_row(&sql, [], |r| r.get(0))
-                .unwrap(),
-            Backend::Postgres(db) => db.client().query_one(&sql, &[]).unwrap().get(0),
-        }
-    }
-
-    /// Marks the store as written by a newer build.
-    fn set_schema_version(&self, version: i64) {
-        match self {
-            Backend::Sqlite(dir) => {
-                let conn = rusqlite::Connection::open(dir.path().join("presage.db")).unwrap();
-                conn.pragma_update(None, "user_version", version).unwrap();
-            }
-            Backend::Postgres(db) => {
-                db.client()
-                    .execute("UPDATE presage_schema SET version = $1", &[&version])
-                    .unwrap();
-            }
-        }
-    }
-}
-
-/// Runs each named check as one test per backend: `sqlite::NAME` and `postgres::NAME`
-/// (which skips, saying why once, without a server).
-macro_rules! on_every_backend {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[test] fn $name() { super::$name(super::Backend::sqlite()) } )*
-        }
-        mod postgres {
-            $( #[test] fn $name() {
-                if let Some(b) = super::Backend::postgres(stringify!($name)) {
-                    super::$name(b)
-                }
-            } )*
-        }
-    };
-}
 
 on_every_backend!(
     profiles_round_trip_and_the_latest_save_wins,
@@ -135,7 +28,6 @@ on_every_backend!(
     reopening_keeps_everything,
     a_newer_schema_is_refused_naming_the_store,
     the_integrity_check_passes,
-    responses_are_audited_with_the_alert_and_scores,
 );
 
 fn key(code: &str, version: &str) -> WorkloadKey {
@@ -177,19 +69,6 @@ fn sample(workload: &str, at_ms: i64, cpu: f64) -> Sample {
         usage,
     )
     .unwrap()
-}
-
-fn decision(workload: &str, at_s: i64) -> Decision {
-    Decision {
-        workload: WorkloadId::new(workload).unwrap(),
-        at: Timestamp::from_unix_secs(at_s),
-        old: Limits::unlimited(),
-        new: Limits::unlimited(),
-        reason: Reason::Initial,
-        risk: ResourceMap::none(),
-        model: "m".into(),
-        behavior_score: Some(50.0 + at_s as f64),
-    }
 }
 
 fn execution(code: &str, started_s: i64) -> Execution {
@@ -416,145 +295,6 @@ fn the_audit_trail_is_counted(b: Backend) {
     let c = s.counts().unwrap();
     assert_eq!((c.decisions, c.raw_samples), (3, 1));
     assert_eq!(b.rows("alerts"), 1);
-}
-
-fn response(workload: &str, at_s: i64, response: Response, outcome: Outcome) -> ResponseEvent {
-    let id = WorkloadId::new(workload).unwrap();
-    let at = Timestamp::from_unix_secs(at_s);
-    ResponseEvent {
-        workload: id.clone(),
-        at,
-        rung: response.rung(),
-        response,
-        alert: Alert {
-            workload: id,
-            at,
-            kind: AlertKind::Anomaly,
-            severity: Severity::Critical,
-            score: 0.91,
-            message: "forks far above its profile".into(),
-        },
-        behavior_score: 87.5,
-        anomaly_score: Some(0.91),
-        outcome,
-        message: format!("{outcome}"),
-    }
-}
-
-/// action, rung, outcome, alert_kind, behavior_score, anomaly_score, cpu_cores.
-type ResponseRow = (String, i64, String, String, f64, Option<f64>, Option<f64>);
-
-fn responses_are_audited_with_the_alert_and_scores(b: Backend) {
-    let events = [
-        response("presage/x", 10, Response::Record, Outcome::Ok),
-        response("presage/x", 20, Response::Webhook, Outcome::Deferred),
-        response("presage/y", 25, Response::Freeze, Outcome::Refused),
-        response(
-            "presage/x",
-            30,
-            Response::Throttle { cpu_cores: 0.25 },
-            Outcome::Ok,
-        ),
-        response("presage/x", 40, Response::Kill, Outcome::Failed),
-    ];
-    {
-        let mut s = b.open();
-        // Responses arrive in the tick's transaction, with its decisions and alerts.
-        s.record(TickWrite {
-            decisions: &[decision("presage/x", 30)],
-            alerts: &[events[0].alert.clone()],
-            responses: &events[..3],
-            ..TickWrite::default()
-        })
-        .unwrap();
-        s.record(TickWrite {
-            responses: &events[3..],
-            ..TickWrite::default()
-        })
-        .unwrap();
-    }
-    // Read back after a reopen, oldest first, whole.
-    let mut s = b.open();
-    assert_eq!(s.responses(None).unwrap(), events.to_vec());
-    let x: Vec<_> = events
-        .iter()
-        .filter(|e| e.workload.as_str() == "presage/x")
-        .cloned()
-        .collect();
-    assert_eq!(s.responses(Some("presage/x")).unwrap(), x);
-    assert!(s.responses(Some("presage/none")).unwrap().is_empty());
-    assert_eq!(s.counts().unwrap().responses, 5);
-    assert_eq!(s.alerts(None).unwrap(), vec![events[0].alert.clone()]);
-    let decisions = s.decisions(Some("presage/x")).unwrap();
-    assert_eq!(decisions, vec![decision("presage/x", 30)]);
-    assert_eq!(decisions[0].behavior_score, Some(80.0));
-    // The query columns say the same as the bodies.
-    let sql = "SELECT action, rung, outcome, alert_kind, behavior_score, anomaly_score, cpu_cores
-        FROM responses ORDER BY at_ms";
-    let rows: Vec<ResponseRow> = match &b {
-        Backend::Sqlite(dir) => {
-            let conn = rusqlite::Connection::open(dir.path().join("presage.db")).unwrap();
-            let mut stmt = conn.prepare(sql).unwrap();
-            stmt.query_map([], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                ))
-            })
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
-        }
-        Backend::Postgres(db) => db
-            .client()
-            .query(sql, &[])
-            .unwrap()
-            .iter()
-            .map(|r| {
-                (
-                    r.get(0),
-                    r.get(1),
-                    r.get(2),
-                    r.get(3),
-                    r.get(4),
-                    r.get(5),
-                    r.get(6),
-                )
-            })
-            .collect(),
-    };
-    let throttle = &rows[3];
-    assert_eq!(
-        throttle,
-        &(
-            "throttle".to_owned(),
-            2,
-            "ok".to_owned(),
-            "anomaly".to_owned(),
-            87.5,
-            Some(0.91),
-            Some(0.25)
-        )
-    );
-    let outcomes: Vec<&str> = rows.iter().map(|r| r.2.as_str()).collect();
-    assert_eq!(outcomes, ["ok", "deferred", "refused", "ok", "failed"]);
-    let score: Option<f64> = match &b {
-        Backend::Sqlite(dir) => rusqlite::Connection::open(dir.path().join("presage.db"))
-            .unwrap()
-            .query_row("SELECT behavior_score FROM decisions", [], |r| r.get(0))
-            .unwrap(),
-        Backend::Postgres(db) => db
-            .client()
-            .query_one("SELECT behavior_score FROM decisions", &[])
-            .unwrap()
-            .get(0),
-    };
-    assert_eq!(score, Some(80.0));
 }
 
 fn reopening_keeps_everything(b: Backend) {
