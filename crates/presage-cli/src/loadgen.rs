@@ -130,7 +130,12 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     } else {
         None
     };
-    let burners = match cpu::start(Arc::clone(&pattern), threads, start) {
+    let burners = match cpu::start(
+        Arc::clone(&pattern),
+        threads,
+        start,
+        duration.map(|d| start + d),
+    ) {
         Ok(b) => b,
         Err(e) => {
             if let Some(s) = supervisor {

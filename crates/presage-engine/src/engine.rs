@@ -34,8 +34,12 @@ pub struct EngineConfig {
     pub actuation_delay_s: u32,
     /// Behavioural score settings.
     pub behavior: BehaviorConfig,
-    /// Score at or above which a sample outside its forecast raises an alert.
-    pub alert_score: f64,
+    /// Behavioural score at or above which a sample outside its forecast raises an
+    /// `OutsideEnvelope` alert (`None`, the default: the score is reported, not alerted
+    /// on). The score moves on single samples, so while a periodic workload is still
+    /// being learnt its peaks push it up; the anomaly scorer (`WorkloadPolicy::anomaly`),
+    /// which averages the excess, waits out a warm-up and tests trends, is what alerts.
+    pub behavior_alert_score: Option<f64>,
     /// Seconds between profile saves (`None`: only when asked or on release).
     pub save_every_s: Option<u32>,
     /// Policy for workloads the engine first meets through a sample.
@@ -59,7 +63,7 @@ impl Default for EngineConfig {
             decide_every_s: 0,
             actuation_delay_s: 0,
             behavior: BehaviorConfig::default(),
-            alert_score: 80.0,
+            behavior_alert_score: None,
             save_every_s: Some(300),
             default_policy: WorkloadPolicy::default(),
             node_capacity: NodeCapacity::default(),
@@ -292,6 +296,7 @@ impl Engine {
             budget: spec.policy.budget.map(BudgetTracker::new),
             run: RunTally::new(restored.then(|| prior.map(|p| p.source)).flatten()),
             response_cap: None,
+            frozen: None,
             spec,
         };
         debug!(workload = %managed.spec.id, restored, "adopted");

@@ -3,8 +3,8 @@
 //! deferred to the harness (a webhook), refused (a protected workload, the policy's
 //! bounds) or failed (the actuator's error).
 
-use presage_core::{Decision, Limits, Reason, Resource, ResourceMap, Timestamp, Usage};
-use presage_policy::safety;
+use presage_core::{Alert, Decision, Limits, Reason, Resource, ResourceMap, Timestamp, Usage};
+use presage_policy::{WorkloadPolicy, safety};
 
 use crate::step::StepContext;
 use crate::workload::WorkloadSpec;
@@ -21,11 +21,37 @@ pub(crate) struct ResponseCap {
     pub(crate) until: Timestamp,
 }
 
+/// A workload the freeze rung stopped. A frozen workload cannot misbehave any further,
+/// so no new alert would ever take the ladder past the freeze; instead the alert that
+/// froze it is presented again once per freeze cooldown, and a ladder allowed to go on
+/// kills (one that stops at freeze just repeats it, which changes nothing).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Frozen {
+    pub(crate) alert: Alert,
+    pub(crate) next_at: Timestamp,
+}
+
+impl Frozen {
+    /// The alert to present again at `now`, once the freeze cooldown has passed.
+    pub(crate) fn due(&mut self, now: Timestamp, policy: &WorkloadPolicy) -> Option<Alert> {
+        if now < self.next_at {
+            return None;
+        }
+        self.next_at = now.plus_secs(i64::from(policy.response.cooldown_s.freeze.max(1)));
+        Some(Alert {
+            at: now,
+            message: format!("still frozen since: {}", self.alert.message),
+            ..self.alert.clone()
+        })
+    }
+}
+
 /// The workload a step responds for.
 pub(crate) struct Target<'a> {
     pub(crate) spec: &'a WorkloadSpec,
     pub(crate) limits: &'a mut Limits,
     pub(crate) cap: &'a mut Option<ResponseCap>,
+    pub(crate) frozen: &'a mut Option<Frozen>,
     pub(crate) usage: &'a Usage,
     pub(crate) behavior_score: f64,
 }
@@ -58,6 +84,21 @@ pub(crate) fn respond_to_alerts(
         });
         for response in responses {
             let (outcome, message) = carry_out(cx.actuator, &mut target, &response, cx.now, report);
+            if outcome == Outcome::Ok {
+                match response {
+                    Response::Freeze if target.frozen.is_none() => {
+                        let next_at = cx
+                            .now
+                            .plus_secs(i64::from(policy.response.cooldown_s.freeze.max(1)));
+                        *target.frozen = Some(Frozen {
+                            alert: alert.clone(),
+                            next_at,
+                        });
+                    }
+                    Response::Kill => *target.frozen = None,
+                    _ => {}
+                }
+            }
             if matches!(outcome, Outcome::Refused | Outcome::Failed) {
                 report.issues.push(Issue {
                     workload: Some(spec.id.clone()),

@@ -177,6 +177,7 @@ pub(crate) fn finish(
         anomaly,
         last_sample,
         response_cap,
+        frozen,
         ..
     } = w;
     let now = cx.now;
@@ -210,7 +211,12 @@ pub(crate) fn finish(
     let first_alert = report.alerts.len();
     if let Some(prev) = plan.previous.as_ref() {
         let excess = score.update(sample, prev, &cx.config.behavior);
-        if excess > 0.0 && score.value() >= cx.config.alert_score {
+        if excess > 0.0
+            && cx
+                .config
+                .behavior_alert_score
+                .is_some_and(|at| score.value() >= at)
+        {
             report.alerts.push(Alert {
                 workload: spec.id.clone(),
                 at: now,
@@ -237,10 +243,14 @@ pub(crate) fn finish(
     if sample.events().oom_kills > 0 {
         report.alerts.push(oom_alert(&spec.id, sample, limits, now));
     }
+    if let Some(again) = frozen.as_mut().and_then(|f| f.due(now, &spec.policy)) {
+        report.alerts.push(again);
+    }
     let target = Target {
         spec,
         limits,
         cap: response_cap,
+        frozen,
         usage: sample.usage(),
         behavior_score: score.value(),
     };

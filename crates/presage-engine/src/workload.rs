@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::anomaly::AnomalyState;
 use crate::execution::RunTally;
+use crate::respond::Frozen;
 use crate::respond::ResponseCap;
 
 /// A workload to manage: its instance id, what it is, the limits it has now, its policy.
@@ -44,6 +45,8 @@ pub(crate) struct Managed {
     pub(crate) run: RunTally,
     /// A CPU ceiling set by the responder's throttle, while it holds.
     pub(crate) response_cap: Option<ResponseCap>,
+    /// Set while the responder holds the workload frozen.
+    pub(crate) frozen: Option<Frozen>,
 }
 
 /// A read-only view of one managed workload, for reports and the API.

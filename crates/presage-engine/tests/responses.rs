@@ -101,6 +101,21 @@ fn run_with(
     actuator: Box<dyn Actuator>,
     runaway_s: i64,
 ) -> Result<Run, Box<dyn std::error::Error>> {
+    run_shaped(
+        policy,
+        actuator,
+        runaway_s,
+        |t| if t < 15 { 1.0 } else { 50.0 },
+    )
+}
+
+/// [`run_with`] with the workload's CPU at each second given by `cpu_at`.
+fn run_shaped(
+    policy: WorkloadPolicy,
+    actuator: Box<dyn Actuator>,
+    runaway_s: i64,
+    cpu_at: impl Fn(i64) -> f64,
+) -> Result<Run, Box<dyn std::error::Error>> {
     let mut engine = Engine::builder(Arc::new(MarginAllocator::default()))
         .forecaster(Arc::new(Ewma::new(EwmaConfig {
             half_life_s: 60.0,
@@ -110,7 +125,7 @@ fn run_with(
         .responder(Box::new(LadderResponder::new()))
         .store(Box::new(MemoryStore::with_audit()))
         .config(EngineConfig {
-            alert_score: 50.0,
+            behavior_alert_score: Some(50.0),
             decide_every_s: 1,
             ..EngineConfig::default()
         })
@@ -126,7 +141,7 @@ fn run_with(
     let mut responses = Vec::new();
     let mut decisions = Vec::new();
     for t in 0..15 + runaway_s {
-        let cpu = if t < 15 { 1.0 } else { 50.0 };
+        let cpu = cpu_at(t);
         let r = engine.tick(Timestamp::from_unix_secs(t), &[sample(&id, t, cpu)?]);
         responses.extend(r.responses);
         decisions.extend(r.decisions);
@@ -284,5 +299,52 @@ fn an_actuator_that_writes_nothing_is_audited_as_such() -> TestResult {
     let (o, m) = outcome(Rung::Freeze).ok_or("a freeze")?;
     assert_eq!(o, Outcome::Failed);
     assert!(m.contains("freeze"), "{m}");
+    Ok(())
+}
+
+#[test]
+fn a_frozen_workload_is_killed_after_the_freeze_cooldown_without_new_alerts() -> TestResult {
+    let world = World::default();
+    // Spins until it is frozen (record 15, webhook 17, throttle 19, freeze 21), then, being
+    // frozen, uses nothing: no new alert can come from it.
+    let (events, _decisions, _engine) = run_shaped(
+        policy(Rung::Kill, false),
+        Box::new(world.clone()),
+        25,
+        |t| match t {
+            ..15 => 1.0,
+            15..22 => 50.0,
+            _ => 0.0,
+        },
+    )?;
+    let at = |rung: Rung| {
+        events
+            .iter()
+            .find(|e| e.rung == rung && e.outcome == Outcome::Ok)
+            .map(|e| e.at.unix_ms() / 1000)
+    };
+    let frozen = at(Rung::Freeze).ok_or("never frozen")?;
+    let killed = at(Rung::Kill).ok_or_else(|| format!("never killed: {events:#?}"))?;
+    assert_eq!(killed - frozen, 2, "killed one freeze cooldown later");
+    let kill = events.iter().find(|e| e.rung == Rung::Kill).ok_or("kill")?;
+    assert!(
+        kill.alert.message.starts_with("still frozen"),
+        "{}",
+        kill.alert.message
+    );
+    assert_eq!(
+        world.actions(),
+        vec!["freeze w true".to_owned(), "kill w".to_owned()]
+    );
+    // Stopping at freeze instead: frozen, and never killed.
+    let world = World::default();
+    let (events, _, _) = run_shaped(
+        policy(Rung::Freeze, false),
+        Box::new(world.clone()),
+        25,
+        |t| if (15..22).contains(&t) { 50.0 } else { 0.5 },
+    )?;
+    assert!(events.iter().all(|e| e.rung != Rung::Kill), "{events:#?}");
+    assert!(world.actions().iter().all(|a| !a.starts_with("kill")));
     Ok(())
 }

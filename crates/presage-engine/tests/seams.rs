@@ -190,7 +190,7 @@ fn protected_workloads_are_never_frozen() -> TestResult {
             .actuator(Box::new(Accepting::default()))
             .responder(Box::new(AlwaysFreeze))
             .config(EngineConfig {
-                alert_score: 50.0,
+                behavior_alert_score: Some(50.0),
                 ..EngineConfig::default()
             })
             .build()?;

@@ -32,8 +32,15 @@ pub(crate) struct Burners {
 }
 
 /// Starts `threads` burners that together follow the pattern's CPU demand, each taking an
-/// equal share, timed from `start`.
-pub(crate) fn start(pattern: Arc<Pattern>, threads: usize, start: Instant) -> Result<Burners> {
+/// equal share, timed from `start`, and stopping by themselves at `until`: under a tight
+/// CPU quota the burners take every slice the quota allows, and the run loop, starved,
+/// could take minutes to notice the end of the run and stop them.
+pub(crate) fn start(
+    pattern: Arc<Pattern>,
+    threads: usize,
+    start: Instant,
+    until: Option<Instant>,
+) -> Result<Burners> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut burners = Burners {
         stop: Arc::clone(&stop),
@@ -44,7 +51,7 @@ pub(crate) fn start(pattern: Arc<Pattern>, threads: usize, start: Instant) -> Re
         let stop = Arc::clone(&stop);
         let spawned = std::thread::Builder::new()
             .name(format!("loadgen-cpu-{i}"))
-            .spawn(move || burn(&pattern, threads, start, &stop));
+            .spawn(move || burn(&pattern, threads, start, until, &stop));
         match spawned {
             Ok(handle) => burners.handles.push(handle),
             Err(e) => {
@@ -70,14 +77,20 @@ impl Burners {
 
 /// One burner: per slice, spin until this thread has used its share of the target so far,
 /// then sleep to the end of the slice.
-fn burn(pattern: &Pattern, threads: usize, start: Instant, stop: &AtomicBool) {
+fn burn(
+    pattern: &Pattern,
+    threads: usize,
+    start: Instant,
+    until: Option<Instant>,
+    stop: &AtomicBool,
+) {
     let share = threads.max(1) as f64;
     let cpu0 = thread_cpu_s();
     let mut owed_s = 0.0; // target CPU seconds so far, less what was used
     let mut used_before = 0.0;
     let mut spun_s = 0.0; // wall-clock spin so far: the open-loop stand-in for CPU time
     let mut slice_start = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
+    while !stop.load(Ordering::Relaxed) && until.is_none_or(|u| slice_start < u) {
         let t = slice_start.duration_since(start).as_secs_f64();
         let duty = (pattern.at(t).cpu / share).clamp(0.0, 1.0);
         owed_s += duty * SLICE.as_secs_f64();
