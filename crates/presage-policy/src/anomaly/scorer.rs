@@ -104,6 +104,7 @@ pub fn score_of(ratio: f64) -> f64 {
 #[derive(Debug, Clone, Default)]
 pub struct AnomalyScorer {
     first_at: Option<Timestamp>,
+    samples: u64,
     streams: Vec<(Resource, StreamDetector)>,
     /// (time, worst normalised excess) over the envelope window.
     excess: VecDeque<(Timestamp, f64)>,
@@ -156,17 +157,23 @@ impl AnomalyScorer {
     ) -> AnomalyReading {
         let now = sample.at();
         let first = *self.first_at.get_or_insert(now);
-        let warm = now.secs_since(first) >= policy.warmup_s;
+        self.samples += 1;
+        // At least 30 samples as well as the warm-up span: on a 5-minute trace two
+        // minutes would be a single sample.
+        let warm = now.secs_since(first) >= policy.warmup_s && self.samples > 30;
         let interval_s = (f64::from(sample.interval_ms()) / 1000.0).max(1e-3);
         if self.streams.is_empty() {
+            // On a coarse trace (5-minute steps) the second-scale spans would be one or
+            // two samples, and a z-score over two samples means nothing: the statistics
+            // keep a floor in samples whatever the interval.
             let settings = StreamSettings {
-                level_half_life: policy.level_half_life_s / interval_s,
+                level_half_life: (policy.level_half_life_s / interval_s).max(1.0),
                 max_period: (policy.max_period_s / interval_s) as usize,
                 cycles: 3,
-                scale_window: steps(policy.scale_window_s, interval_s),
+                scale_window: steps(policy.scale_window_s, interval_s).max(10),
                 short_window: steps(policy.short_window_s, interval_s),
-                long_window: steps(policy.long_window_s, interval_s),
-                warmup: steps(policy.warmup_s, interval_s),
+                long_window: steps(policy.long_window_s, interval_s).max(60),
+                warmup: steps(policy.warmup_s, interval_s).max(30),
             };
             self.streams = STREAMED
                 .iter()

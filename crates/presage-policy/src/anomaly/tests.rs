@@ -294,3 +294,28 @@ fn old_policies_parse_and_bad_anomaly_fields_are_named() {
         "anomaly.fork_ratio"
     );
 }
+
+#[test]
+fn a_five_minute_trace_neither_alerts_early_nor_on_noise() {
+    let policy = AnomalyPolicy::default();
+    let mut scorer = AnomalyScorer::new();
+    let mut noise = Noise(3);
+    for t in 0..576 {
+        let usage = Usage::empty()
+            .with(Resource::Cpu, 1.0 + noise.sym(0.2))
+            .and_then(|u| u.with(Resource::Memory, 1e9 * (1.0 + noise.sym(0.05))))
+            .expect("usage");
+        let s = Sample::new(
+            Timestamp::from_unix_secs(1_700_000_000 + 300 * t),
+            WorkloadId::new("w").expect("id"),
+            300_000,
+            usage,
+        )
+        .expect("sample");
+        let r = scorer.update(&s, None, &policy);
+        assert!(r.score < policy.alert_score, "step {t}: {r:?}");
+        if t < 30 {
+            assert_eq!(r.score, 0.0, "step {t} is inside the warm-up");
+        }
+    }
+}
