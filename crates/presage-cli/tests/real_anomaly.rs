@@ -30,7 +30,11 @@ const PATTERN: &str =
 const CALM_S: f64 = 150.0;
 
 /// How long the workload runs after the turn (when nothing ends it sooner).
-const TURNED_S: f64 = 60.0;
+const TURNED_S: f64 = 75.0;
+
+/// The ladder's configuration in the tests that climb it: a persisting anomaly is
+/// re-alerted every 10 s (default 30 s), so the whole ladder fits in the run.
+const CLIMB_CONFIG: &str = "[default_policy.anomaly]\nrealert_s = 10\n";
 
 /// The bound on the time from onset to alert.
 const ALERT_WITHIN_S: f64 = 30.0;
@@ -142,6 +146,8 @@ fn audit(store: &str, what: &str) -> Vec<Value> {
 
 fn live_run(dir: &Path, turn: Option<&str>, seconds: f64, run_args: &[&str]) -> LiveRun {
     let hook = hook();
+    let config = dir.join("agent.toml");
+    std::fs::write(&config, CLIMB_CONFIG).unwrap();
     let store = format!("sqlite:{}", dir.join("presage.db").display());
     let mut cmd = Command::new(presage());
     cmd.arg("run")
@@ -149,6 +155,8 @@ fn live_run(dir: &Path, turn: Option<&str>, seconds: f64, run_args: &[&str]) -> 
         .arg("--data-dir")
         .arg(dir)
         .args(["--store", &store, "--interval", "1", "--webhook", &hook.url])
+        .arg("--config")
+        .arg(&config)
         .args(run_args)
         .arg("--")
         .arg(presage())
