@@ -174,6 +174,8 @@ impl AnomalyScorer {
                 short_window: steps(policy.short_window_s, interval_s),
                 long_window: steps(policy.long_window_s, interval_s).max(60),
                 warmup: steps(policy.warmup_s, interval_s).max(30),
+                // Live traces are too short for a weekly season.
+                second_season: false,
             };
             self.streams = STREAMED
                 .iter()

@@ -7,7 +7,9 @@
 //! 1. **Prediction** from what came before: the better (by recent absolute error) of an
 //!    exponentially weighted level and a seasonal prediction (the mean of the values one,
 //!    two, … `cycles` periods ago). The period is found by autocorrelation over the
-//!    recent history, re-checked every half `max_period`.
+//!    recent history, re-checked every half `max_period`. With `second_season` (NAB only;
+//!    off in the live scorer) a second seasonal predictor runs on the strongest longer
+//!    autocorrelation peak — a week beside a day — and competes by the same error.
 //! 2. **Raw score**: ln(1 + |value − prediction| / scale), where scale is the median
 //!    absolute residual over the last `scale_window` steps. A median is robust: a burst
 //!    does not widen the scale the way a mean of |deviation| does, and the log keeps one
@@ -45,6 +47,10 @@ pub struct StreamSettings {
     pub long_window: usize,
     /// Steps before any score is given (the statistics need a history).
     pub warmup: usize,
+    /// Whether a second seasonal predictor runs beside the first, on the strongest other
+    /// autocorrelation peak (a week beside a day). Off in the live scorer, whose traces
+    /// are too short for a weekly season; NAB's series are weeks long.
+    pub second_season: bool,
 }
 
 impl Default for StreamSettings {
@@ -57,6 +63,7 @@ impl Default for StreamSettings {
             short_window: 6,
             long_window: 5000,
             warmup: 150,
+            second_season: false,
         }
     }
 }
@@ -141,9 +148,12 @@ pub struct StreamDetector {
     level: Option<f64>,
     /// Detected period in steps.
     period: Option<usize>,
+    /// The second season's period (only with `second_season`).
+    period2: Option<usize>,
     /// Recent absolute errors of the level and seasonal predictors (EW means).
     level_err: f64,
     seasonal_err: f64,
+    seasonal2_err: f64,
     /// Recent absolute residuals (of the prediction used), for the robust scale.
     residuals: VecDeque<f64>,
     /// Recent mean absolute value, to floor the scale on a flat series.
@@ -167,8 +177,10 @@ impl StreamDetector {
             history_cap,
             level: None,
             period: None,
+            period2: None,
             level_err: 0.0,
             seasonal_err: 0.0,
+            seasonal2_err: 0.0,
             residuals: VecDeque::with_capacity(settings.scale_window.max(1)),
             magnitude: 0.0,
             short: Window::new(settings.short_window),
@@ -197,8 +209,8 @@ impl StreamDetector {
         self.steps >= self.settings.warmup
     }
 
-    fn seasonal_prediction(&self) -> Option<f64> {
-        let p = self.period?;
+    fn seasonal_prediction(&self, period: Option<usize>) -> Option<f64> {
+        let p = period?;
         let n = self.history.len();
         let mut sum = 0.0;
         let mut k = 0usize;
@@ -220,12 +232,26 @@ impl StreamDetector {
             return StreamScore::default();
         }
         let level = self.level.unwrap_or(x);
-        let seasonal = self.seasonal_prediction();
-        let use_seasonal = seasonal.is_some() && self.seasonal_err < self.level_err;
-        let predicted = match seasonal {
+        let seasonal = self.seasonal_prediction(self.period);
+        let seasonal2 = self.seasonal_prediction(self.period2);
+        let mut use_seasonal = seasonal.is_some() && self.seasonal_err < self.level_err;
+        let mut predicted = match seasonal {
             Some(s) if use_seasonal => s,
             _ => level,
         };
+        // The second season replaces whichever of the two it beats (never set unless
+        // `second_season` is on, so the live scorer's prediction is unchanged).
+        if let Some(s2) = seasonal2 {
+            let best = if use_seasonal {
+                self.seasonal_err
+            } else {
+                self.level_err
+            };
+            if self.seasonal2_err < best {
+                predicted = s2;
+                use_seasonal = true;
+            }
+        }
         let residual = (x - predicted).abs();
         let scale = self.scale();
         let raw = (residual / scale).ln_1p();
@@ -250,7 +276,7 @@ impl StreamDetector {
         self.long.push(m);
         self.long_raw.push(raw);
 
-        self.learn(x, residual, level, seasonal);
+        self.learn(x, residual, level, seasonal, seasonal2);
         StreamScore {
             raw,
             z,
@@ -273,7 +299,14 @@ impl StreamDetector {
         median.max(floor)
     }
 
-    fn learn(&mut self, x: f64, residual: f64, level: f64, seasonal: Option<f64>) {
+    fn learn(
+        &mut self,
+        x: f64,
+        residual: f64,
+        level: f64,
+        seasonal: Option<f64>,
+        seasonal2: Option<f64>,
+    ) {
         let s = &self.settings;
         let alpha = 1.0 - 0.5f64.powf(1.0 / s.level_half_life.max(1e-9));
         self.level = Some(level + alpha * (x - level));
@@ -282,6 +315,9 @@ impl StreamDetector {
         self.level_err += beta * ((x - level).abs() - self.level_err);
         if let Some(p) = seasonal {
             self.seasonal_err += beta * ((x - p).abs() - self.seasonal_err);
+        }
+        if let Some(p) = seasonal2 {
+            self.seasonal2_err += beta * ((x - p).abs() - self.seasonal2_err);
         }
         self.magnitude += beta * (x.abs() - self.magnitude);
         if self.residuals.len() == s.scale_window.max(1) {
@@ -295,7 +331,7 @@ impl StreamDetector {
         self.steps += 1;
         let every = (s.max_period / 2).max(1);
         if s.max_period >= 2 && self.steps.is_multiple_of(every) {
-            let found = detect_period(&self.history, s.max_period);
+            let (found, other) = detect_period(&self.history, s.max_period);
             if self.period.is_none() && found.is_some() {
                 // A first period starts level with the level predictor: it must earn its
                 // place. A re-detected one (often a multiple of the old) keeps the
@@ -306,6 +342,13 @@ impl StreamDetector {
             if found.is_some() {
                 self.period = found;
             }
+            if s.second_season && other.is_some() {
+                if self.period2.is_none() {
+                    // Like the first, it starts level with the level predictor.
+                    self.seasonal2_err = self.level_err;
+                }
+                self.period2 = other;
+            }
         }
     }
 }
@@ -314,17 +357,19 @@ impl StreamDetector {
 /// 0.05 of the best one — the smallest, because a period's multiples correlate as well.
 /// Written here rather than taken from augurs: augurs' periodogram detector is a batch
 /// fit over a whole series, and this runs every few hundred steps on a short window.
-fn detect_period(history: &VecDeque<f64>, max_period: usize) -> Option<usize> {
+/// Second, by the same rule among the peaks at longer lags than the first: the candidate
+/// for a second season (a week when the first is a day), if any.
+fn detect_period(history: &VecDeque<f64>, max_period: usize) -> (Option<usize>, Option<usize>) {
     let n = history.len();
     let max_lag = max_period.min(n / 2);
     if max_lag < 4 {
-        return None;
+        return (None, None);
     }
     let mean = history.iter().sum::<f64>() / n as f64;
     let y: Vec<f64> = history.iter().map(|v| v - mean).collect();
     let energy: f64 = y.iter().map(|v| v * v).sum();
     if energy <= f64::EPSILON {
-        return None;
+        return (None, None);
     }
     let acf: Vec<f64> = (0..=max_lag + 1)
         .map(|lag| {
@@ -343,7 +388,17 @@ fn detect_period(history: &VecDeque<f64>, max_period: usize) -> Option<usize> {
         .iter()
         .map(|&l| acf[l])
         .fold(f64::NEG_INFINITY, f64::max);
-    peaks.into_iter().find(|&l| acf[l] >= best - 0.05)
+    let first = peaks.iter().copied().find(|&l| acf[l] >= best - 0.05);
+    // The same rule among the longer peaks: the smallest within 0.05 of their best.
+    let other = first.and_then(|f| {
+        let longer: Vec<usize> = peaks.iter().copied().filter(|&l| l > f).collect();
+        let best = longer
+            .iter()
+            .map(|&l| acf[l])
+            .fold(f64::NEG_INFINITY, f64::max);
+        longer.into_iter().find(|&l| acf[l] >= best - 0.05)
+    });
+    (first, other)
 }
 
 /// P(Z ≥ z) for a standard normal, by the complementary error function (Abramowitz and

@@ -25,7 +25,12 @@ impl Default for DetectorSettings {
     /// The settings every reported run uses (docs/EVALUATION.md says why these).
     fn default() -> Self {
         DetectorSettings {
-            stream: StreamSettings::default(),
+            // NAB's series run for weeks: a weekly season beside the daily one (the live
+            // scorer keeps it off).
+            stream: StreamSettings {
+                second_season: true,
+                ..StreamSettings::default()
+            },
             z_threshold: 2.5,
             refractory_steps: 144,
         }
