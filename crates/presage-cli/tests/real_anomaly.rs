@@ -236,7 +236,6 @@ fn assert_webhook_delivered(name: &str, run: &LiveRun) {
     );
 }
 
-#[test]
 fn spinning_every_core_is_alerted_and_throttled() {
     let Some(run) = turned_run(
         "spin",
@@ -262,7 +261,6 @@ fn spinning_every_core_is_alerted_and_throttled() {
     assert_webhook_delivered("spin", &run);
 }
 
-#[test]
 fn a_memory_leak_is_alerted_and_climbs_the_whole_ladder_to_kill() {
     let Some(run) = turned_run(
         "leak",
@@ -295,7 +293,6 @@ fn a_memory_leak_is_alerted_and_climbs_the_whole_ladder_to_kill() {
     assert_webhook_delivered("leak", &run);
 }
 
-#[test]
 fn a_fork_storm_is_alerted_and_a_protected_workload_is_never_frozen_or_killed() {
     let Some(run) = turned_run(
         "fork",
@@ -329,6 +326,41 @@ fn a_fork_storm_is_alerted_and_a_protected_workload_is_never_frozen_or_killed() 
         run.status
     );
     assert_webhook_delivered("fork", &run);
+}
+
+/// The three changes run side by side, each with its own workload, store and webhook
+/// receiver: one after another they would take three times as long, and the test harness
+/// runs only as many tests at once as there are cores.
+#[test]
+fn misbehaviour_is_alerted_within_30_s_and_handled_per_the_ladder() {
+    if !root_layout() {
+        return;
+    }
+    let scenarios: [(&str, fn()); 3] = [
+        ("spin", spinning_every_core_is_alerted_and_throttled),
+        (
+            "leak",
+            a_memory_leak_is_alerted_and_climbs_the_whole_ladder_to_kill,
+        ),
+        (
+            "fork",
+            a_fork_storm_is_alerted_and_a_protected_workload_is_never_frozen_or_killed,
+        ),
+    ];
+    let failed: Vec<&str> = std::thread::scope(|scope| {
+        let running: Vec<_> = scenarios
+            .iter()
+            .map(|(name, scenario)| (*name, scope.spawn(scenario)))
+            .collect();
+        running
+            .into_iter()
+            .filter_map(|(name, handle)| handle.join().is_err().then_some(name))
+            .collect()
+    });
+    assert!(
+        failed.is_empty(),
+        "failed: {failed:?} (their messages are above)"
+    );
 }
 
 #[test]

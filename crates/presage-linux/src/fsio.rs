@@ -141,7 +141,7 @@ mod held {
     /// removed, or recreated under the same path — is dropped and the file reopened once.
     pub(super) fn read(path: &Path) -> Option<io::Result<String>> {
         let capacity = CAPACITY.load(Ordering::Relaxed);
-        if capacity == 0 {
+        if capacity == 0 || !regenerates(path) {
             return None;
         }
         let mut guard = FILES.lock().unwrap_or_else(PoisonError::into_inner);
@@ -163,6 +163,18 @@ mod held {
             files.insert(path.to_path_buf(), f);
             text
         }))
+    }
+
+    /// Whether `pread` at offset 0 on a held descriptor gives the file's current content.
+    /// Not so for the process lists: cgroup v1 builds a `cgroup.procs`/`tasks` list once
+    /// per open file, so a held descriptor kept answering with the processes of the
+    /// moment it was opened (an empty list, for a cgroup adopted before its command
+    /// started) and a fork storm went unseen.
+    fn regenerates(path: &Path) -> bool {
+        !matches!(
+            path.file_name().and_then(|n| n.to_str()),
+            Some("cgroup.procs" | "tasks")
+        )
     }
 
     fn pread_all(f: &File) -> io::Result<String> {

@@ -37,7 +37,7 @@ impl Freezer {
     /// Freezes or thaws; `Ok(false)` when there is nothing to freeze with, including a
     /// cgroup missing from the freezer hierarchy (or the hierarchy root, which has no
     /// `freezer.state`).
-    fn set(&self, frozen: bool) -> Result<bool, LinuxError> {
+    pub(crate) fn set(&self, frozen: bool) -> Result<bool, LinuxError> {
         let (path, value) = match self {
             Freezer::V1(p) => (p, if frozen { "FROZEN" } else { "THAWED" }),
             Freezer::V2(p) => (p, if frozen { "1" } else { "0" }),

@@ -346,7 +346,15 @@ impl V1Cgroup {
         if let Some(u) = &self.unified
             && u.can_kill()
         {
-            return u.kill();
+            u.kill()?;
+            // A v1-frozen process cannot act on the SIGKILL the v2 tree just queued: it
+            // would stay frozen, killed in name only (the response ladder freezes before
+            // it kills). Thawing after the signal is queued lets it die without running
+            // another instruction of its own.
+            if let Some(f) = self.dir(Controller::Freezer) {
+                Freezer::V1(f.join("freezer.state")).set(false)?;
+            }
+            return Ok(());
         }
         let dir = self.procs_dir().ok_or_else(|| LinuxError::Unsupported {
             operation: "kill",
