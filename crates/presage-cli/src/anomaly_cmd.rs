@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
+use crate::progress::{counting_bar, write_report};
 use anyhow::{Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use presage_sim::nab::{DetectorSettings, corpus_rows, evaluate, table};
 
 /// Arguments of `presage evaluate-anomaly`.
@@ -28,30 +28,13 @@ pub(crate) struct Args {
 /// they are fixed before any run and the same for every series (docs/EVALUATION.md).
 pub(crate) fn run(args: &Args) -> Result<()> {
     let settings = DetectorSettings::default();
-    let bar = progress_bar(args.quiet, corpus_rows(&args.nab));
+    let bar = counting_bar(args.quiet, corpus_rows(&args.nab), "detecting", "rows");
     let report = evaluate(&args.nab, &settings, &|n| bar.inc(n))
         .with_context(|| format!("evaluating on {}", args.nab.display()))?;
     bar.finish_and_clear();
 
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating output directory {}", args.out.display()))?;
-    let path = args.out.join("report.json");
-    let json = serde_json::to_vec_pretty(&report).context("serialising the report")?;
-    std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
+    let path = write_report(&args.out, "report.json", &report)?;
     print!("{}", table(&report));
     println!("report: {}", path.display());
     Ok(())
-}
-
-fn progress_bar(quiet: bool, total: u64) -> ProgressBar {
-    if quiet {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(total);
-    if let Ok(style) = ProgressStyle::with_template(
-        "{spinner} detecting [{bar:40}] {human_pos}/{human_len} rows ({per_sec}, eta {eta})",
-    ) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar
 }

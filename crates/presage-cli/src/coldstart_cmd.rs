@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
-use indicatif::{ProgressBar, ProgressStyle};
+use crate::progress::{counting_bar, write_report};
+use anyhow::{Result, bail};
 use presage_sim::coldstart::{ColdStartOptions, coldstart, planned_steps, table};
 use presage_sim::evaluate::{load_traces, sampled_workloads};
 use presage_sim::plot;
@@ -103,19 +103,17 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         neighbour: !args.no_neighbour,
         curve_days: args.curve_days.max(2),
     };
-    let bar = progress_bar(
+    let bar = counting_bar(
         args.quiet,
         planned_steps(&trace, &options) * runs.len() as u64,
+        "cold start",
+        "workload-steps",
     );
     let mut report = coldstart(&trace, &runs, &options, &|n| bar.inc(n))?;
     bar.finish_and_clear();
     report.sources = sources;
 
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating output directory {}", args.out.display()))?;
-    let path = args.out.join("coldstart.json");
-    let json = serde_json::to_vec_pretty(&report).context("serialising the report")?;
-    std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
+    let path = write_report(&args.out, "coldstart.json", &report)?;
     print!("{}", table(&report));
     if !args.no_plots {
         let mut written = 0;
@@ -132,17 +130,4 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
-}
-
-fn progress_bar(quiet: bool, total: u64) -> ProgressBar {
-    if quiet {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(total);
-    if let Ok(style) = ProgressStyle::with_template(
-        "{spinner} cold start [{bar:40}] {human_pos}/{human_len} workload-steps ({per_sec}, eta {eta})",
-    ) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar
 }

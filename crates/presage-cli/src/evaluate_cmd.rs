@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::progress::{counting_bar, write_report};
 use anyhow::{Context, Result, bail};
-use indicatif::{ProgressBar, ProgressStyle};
 use presage_nn::NeuralFactory;
 use presage_sim::evaluate::{
     EtsOptions, EvalOptions, default_models, evaluate, load_traces, sampled_workloads, table,
@@ -110,29 +110,12 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         .iter()
         .map(|w| w.points.len() as u64)
         .sum();
-    let bar = progress_bar(args.quiet, steps);
+    let bar = counting_bar(args.quiet, steps, "evaluating", "workload-steps");
     let report = evaluate(&trace, &models, &options, sources, &|n| bar.inc(n))?;
     bar.finish_and_clear();
 
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating output directory {}", args.out.display()))?;
-    let path = args.out.join("report.json");
-    let json = serde_json::to_vec_pretty(&report).context("serialising the report")?;
-    std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
+    let path = write_report(&args.out, "report.json", &report)?;
     print!("{}", table(&report));
     println!("report: {}", path.display());
     Ok(())
-}
-
-fn progress_bar(quiet: bool, total: u64) -> ProgressBar {
-    if quiet {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(total);
-    if let Ok(style) = ProgressStyle::with_template(
-        "{spinner} evaluating [{bar:40}] {human_pos}/{human_len} workload-steps ({per_sec}, eta {eta})",
-    ) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar
 }

@@ -10,6 +10,7 @@ mod compare_live;
 mod evaluate_cmd;
 mod loadgen;
 mod profiles_cmd;
+mod progress;
 mod run_cmd;
 mod simulate;
 mod trace_cmd;

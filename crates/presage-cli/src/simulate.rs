@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use indicatif::{ProgressBar, ProgressStyle};
 use presage_core::WorkloadId;
 use presage_forecast::ForecasterFactory;
 use presage_nn::NeuralFactory;
@@ -264,7 +263,12 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     };
     let runs = runs_for(&args.policies, args.sweep)?;
     let trace = Arc::new(trace);
-    let bar = progress_bar(args.quiet, samples * runs.len() as u64);
+    let bar = crate::progress::counting_bar(
+        args.quiet,
+        samples * runs.len() as u64,
+        "simulating",
+        "workload-steps",
+    );
     let results = if args.neural {
         let neural: Arc<dyn ForecasterFactory> = Arc::new(match &args.model {
             Some(path) => NeuralFactory::from_file(path)
@@ -377,19 +381,6 @@ fn sanitize(id: &str) -> String {
             }
         })
         .collect()
-}
-
-fn progress_bar(quiet: bool, total: u64) -> ProgressBar {
-    if quiet {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(total);
-    if let Ok(style) = ProgressStyle::with_template(
-        "{spinner} simulating [{bar:40}] {human_pos}/{human_len} workload-steps ({per_sec}, eta {eta})",
-    ) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar
 }
 
 #[cfg(test)]
