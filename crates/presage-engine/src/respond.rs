@@ -32,12 +32,23 @@ pub(crate) struct Frozen {
 }
 
 impl Frozen {
+    fn new(alert: Alert, now: Timestamp, policy: &WorkloadPolicy) -> Self {
+        Frozen {
+            alert,
+            next_at: Self::after_cooldown(now, policy),
+        }
+    }
+
+    fn after_cooldown(now: Timestamp, policy: &WorkloadPolicy) -> Timestamp {
+        now.plus_secs(i64::from(policy.response.cooldown_s.freeze.max(1)))
+    }
+
     /// The alert to present again at `now`, once the freeze cooldown has passed.
     pub(crate) fn due(&mut self, now: Timestamp, policy: &WorkloadPolicy) -> Option<Alert> {
         if now < self.next_at {
             return None;
         }
-        self.next_at = now.plus_secs(i64::from(policy.response.cooldown_s.freeze.max(1)));
+        self.next_at = Self::after_cooldown(now, policy);
         Some(Alert {
             at: now,
             message: format!("still frozen since: {}", self.alert.message),
@@ -87,13 +98,7 @@ pub(crate) fn respond_to_alerts(
             if outcome == Outcome::Ok {
                 match response {
                     Response::Freeze if target.frozen.is_none() => {
-                        let next_at = cx
-                            .now
-                            .plus_secs(i64::from(policy.response.cooldown_s.freeze.max(1)));
-                        *target.frozen = Some(Frozen {
-                            alert: alert.clone(),
-                            next_at,
-                        });
+                        *target.frozen = Some(Frozen::new(alert.clone(), cx.now, policy));
                     }
                     Response::Kill => *target.frozen = None,
                     _ => {}
