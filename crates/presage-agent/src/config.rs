@@ -115,6 +115,65 @@ pub struct AgentConfig {
     /// policy: `[default_policy.response]`).
     #[serde(default)]
     pub response: crate::webhook::WebhookConfig,
+    /// The HTTP API, `/metrics` and the dashboard.
+    #[serde(default)]
+    pub api: ApiConfig,
+}
+
+/// Where and how the agent serves its HTTP surface.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// `ADDR:PORT` to listen on; empty turns the server off. Loopback by default: reads
+    /// are open to local clients only.
+    pub listen: String,
+    /// The bearer token every mutating request (and every request from off the host)
+    /// must carry. Prefer `token_file`: a config file is often world-readable.
+    pub token: Option<String>,
+    /// A file holding the token (its first line).
+    pub token_file: Option<PathBuf>,
+    /// Chart points kept per workload (one per tick: 900 is 15 minutes at 1 s).
+    pub history_points: usize,
+    /// At most this many workloads get per-workload series on `/metrics` (the riskiest
+    /// first), bounding the label cardinality a scrape can create.
+    pub metrics_max_workloads: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: "127.0.0.1:9477".to_string(),
+            token: None,
+            token_file: None,
+            history_points: 900,
+            metrics_max_workloads: 1000,
+        }
+    }
+}
+
+impl ApiConfig {
+    /// The token, from `token` or the first line of `token_file`; `None` when neither
+    /// is set (mutating requests are then refused).
+    pub fn read_token(&self) -> Result<Option<String>, AgentError> {
+        if let Some(t) = self.token.as_ref().filter(|t| !t.is_empty()) {
+            return Ok(Some(t.clone()));
+        }
+        let Some(path) = &self.token_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| AgentError::Io {
+            context: format!("reading the API token file {}", path.display()),
+            source,
+        })?;
+        let token = text.lines().next().unwrap_or("").trim().to_string();
+        if token.is_empty() {
+            return Err(AgentError::Config {
+                file: path.clone(),
+                message: "field `api.token_file`: the file's first line is empty".into(),
+            });
+        }
+        Ok(Some(token))
+    }
 }
 
 /// How the presage rule is tuned for a host sampled every second (its defaults are

