@@ -10,6 +10,7 @@ use presage_engine::{ActuationError, Actuator};
 use presage_linux::{Cgroup, CgroupManager, CpuMax, CpuWeight, LinuxError};
 
 use crate::config::Mode;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 /// The cgroups the engine's workloads live in, shared by the agent (which adds and
 /// removes them as workloads come and go) and the actuator (which writes to them).
@@ -17,6 +18,40 @@ pub type Registry = Arc<Mutex<HashMap<WorkloadId, Arc<Cgroup>>>>;
 
 /// When each limit write finished, for the sample-to-limit latency.
 pub type WriteLog = Arc<Mutex<Vec<(WorkloadId, Instant)>>>;
+
+/// The agent's mode, shared between the agent (which switches it on an operator's
+/// request) and its actuator (which reads it at every write).
+#[derive(Debug, Clone)]
+pub struct ModeCell(Arc<AtomicU8>);
+
+impl ModeCell {
+    /// A cell holding `mode`.
+    pub fn new(mode: Mode) -> ModeCell {
+        ModeCell(Arc::new(AtomicU8::new(Self::code(mode))))
+    }
+
+    /// The mode now.
+    pub fn get(&self) -> Mode {
+        match self.0.load(Ordering::Acquire) {
+            0 => Mode::Observe,
+            1 => Mode::Recommend,
+            _ => Mode::Enforce,
+        }
+    }
+
+    /// Switches to `mode`.
+    pub fn set(&self, mode: Mode) {
+        self.0.store(Self::code(mode), Ordering::Release);
+    }
+
+    fn code(mode: Mode) -> u8 {
+        match mode {
+            Mode::Observe => 0,
+            Mode::Recommend => 1,
+            Mode::Enforce => 2,
+        }
+    }
+}
 
 /// The kernel's default CFS period; the quota is scaled to it.
 const CPU_PERIOD_US: u64 = 100_000;
@@ -26,14 +61,14 @@ const CPU_PERIOD_US: u64 = 100_000;
 /// mode).
 #[derive(Debug)]
 pub struct CgroupActuator {
-    mode: Mode,
+    mode: ModeCell,
     registry: Registry,
     writes: WriteLog,
 }
 
 impl CgroupActuator {
     /// An actuator over `registry`.
-    pub fn new(mode: Mode, registry: Registry, writes: WriteLog) -> CgroupActuator {
+    pub fn new(mode: ModeCell, registry: Registry, writes: WriteLog) -> CgroupActuator {
         CgroupActuator {
             mode,
             registry,
@@ -53,7 +88,7 @@ impl CgroupActuator {
 
 impl Actuator for CgroupActuator {
     fn apply(&mut self, decision: &Decision) -> Result<Limits, ActuationError> {
-        match self.mode {
+        match self.mode.get() {
             // The engine keeps believing the limits the kernel really has.
             Mode::Observe => return Ok(decision.old),
             // The engine follows its own recommendations, as if they had been applied.
@@ -76,7 +111,7 @@ impl Actuator for CgroupActuator {
     }
 
     fn freeze(&mut self, workload: &WorkloadId, frozen: bool) -> Result<(), ActuationError> {
-        if self.mode != Mode::Enforce {
+        if self.mode.get() != Mode::Enforce {
             return Err(ActuationError::Unsupported {
                 action: "freeze outside enforce mode",
             });
@@ -86,7 +121,7 @@ impl Actuator for CgroupActuator {
     }
 
     fn kill(&mut self, workload: &WorkloadId) -> Result<(), ActuationError> {
-        if self.mode != Mode::Enforce {
+        if self.mode.get() != Mode::Enforce {
             return Err(ActuationError::Unsupported {
                 action: "kill outside enforce mode",
             });

@@ -30,8 +30,8 @@ mod webhook;
 
 pub use actuator::{CgroupActuator, Registry, WriteLog, write_limits};
 pub use agent::{
-    Agent, AgentTick, Explicit, Persistence, apply_initial_limits, build_policy, decision_log_path,
-    file_budget, now,
+    Agent, AgentTick, Explicit, LoopHooks, Persistence, apply_initial_limits, build_policy,
+    decision_log_path, file_budget, now,
 };
 pub use config::{AgentConfig, ApiConfig, DEFAULT_CONFIG_TOML, Mode, default_data_dir};
 pub use error::AgentError;

@@ -159,3 +159,83 @@ fn observe_mode_never_writes() {
     agent.shutdown(true);
     assert_eq!(cpu_quota(&cg), Some(1.5));
 }
+
+#[test]
+fn operators_switch_modes_and_override_limits_at_run_time() {
+    use presage_agent::surface::{Command, CommandError};
+    let Some(layout) = writable_layout() else {
+        return;
+    };
+    let (_cleanup, parent, leaf, cg) = spinning_leaf(&layout, "agent-control");
+    let data = tempfile::tempdir().unwrap();
+    let mut c = config(&parent, data.path());
+    c.mode = Mode::Recommend;
+    let mut agent = start(c, data.path());
+    ticks(&mut agent, 3);
+    assert_eq!(
+        cpu_quota(&cg),
+        Some(1.5),
+        "recommend mode leaves cpu.max alone"
+    );
+
+    // Entering enforce applies what presage recommends at once, before any tick.
+    agent.handle(Command::SetMode(Mode::Enforce)).unwrap();
+    assert_eq!(agent.config().mode, Mode::Enforce);
+    assert_eq!(cpu_quota(&cg), Some(0.75), "the recommendation enforced");
+
+    // Leaving enforce puts the operator's limit back; recommending writes nothing.
+    agent.handle(Command::SetMode(Mode::Recommend)).unwrap();
+    assert_eq!(cpu_quota(&cg), Some(1.5), "restored when enforce ended");
+    ticks(&mut agent, 2);
+    assert_eq!(
+        cpu_quota(&cg),
+        Some(1.5),
+        "recommend mode left cpu.max alone"
+    );
+    agent.handle(Command::SetMode(Mode::Enforce)).unwrap();
+
+    // An override holds against the rule until it is cleared.
+    let expires = now().unix_ms() + 60_000;
+    let limits = presage_core::Limits::unlimited()
+        .with_hard(presage_core::Resource::Cpu, 0.4)
+        .unwrap();
+    agent
+        .handle(Command::Override {
+            workload: leaf.clone(),
+            limits,
+            expires_at_ms: expires,
+        })
+        .unwrap();
+    ticks(&mut agent, 3);
+    assert_eq!(cpu_quota(&cg), Some(0.4), "the override reached cpu.max");
+    let view = agent.engine().workloads().next().unwrap();
+    assert!(view.override_hold.is_some());
+    agent
+        .handle(Command::ClearOverride {
+            workload: leaf.clone(),
+        })
+        .unwrap();
+    ticks(&mut agent, 2);
+    let view = agent.engine().workloads().next().unwrap();
+    assert!(view.override_hold.is_none(), "the override ended");
+
+    // Bad requests are refused, naming what is wrong.
+    let unknown = agent.handle(Command::ClearOverride {
+        workload: "no/such/workload".into(),
+    });
+    assert!(
+        matches!(unknown, Err(CommandError::NotFound(_))),
+        "{unknown:?}"
+    );
+    let too_long = agent.handle(Command::Override {
+        workload: leaf,
+        limits,
+        expires_at_ms: now().unix_ms() + 30 * 24 * 3600 * 1000,
+    });
+    assert!(
+        matches!(&too_long, Err(CommandError::Rejected(m)) if m.contains("expires_at_ms")),
+        "{too_long:?}"
+    );
+    assert!(agent.shutdown(true).is_empty());
+    assert_eq!(cpu_quota(&cg), Some(1.5));
+}

@@ -2,11 +2,15 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use presage_agent::{Agent, AgentConfig, DEFAULT_CONFIG_TOML, Mode, Persistence, pid_file};
+use presage_agent::surface::{Command, Surface};
+use presage_agent::{
+    Agent, AgentConfig, AgentTick, DEFAULT_CONFIG_TOML, LoopHooks, Mode, Persistence, pid_file,
+};
 use tracing::{info, warn};
 
 /// Manage the host's workloads: discover their cgroups, sample them every interval,
@@ -30,6 +34,13 @@ pub(crate) struct Args {
     /// On shutdown, leave presage's limits in place instead of restoring the adopted ones.
     #[arg(long)]
     keep_limits: bool,
+    /// Serve the HTTP API, /metrics and the dashboard at ADDR:PORT ("" turns it off)
+    /// [default: the config's api.listen, 127.0.0.1:9477].
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<String>,
+    /// A file whose first line is the bearer token mutating API requests must carry.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
     /// Print the embedded default config and exit.
     #[arg(long)]
     print_config: bool,
@@ -57,6 +68,14 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         presage_store::StoreUrl::parse(url).context("--store")?;
         config.store = Some(url.clone());
     }
+    if let Some(listen) = &args.listen {
+        config.api.listen = listen.clone();
+    }
+    if let Some(file) = &args.token_file {
+        config.api.token_file = Some(file.clone());
+        config.api.token = None;
+    }
+    let token = config.api.read_token().context("the API token")?;
     let data_dir = config.data_dir.clone();
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -75,31 +94,27 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         agent.layout().mode(),
         data_dir.display()
     );
-    let mut ticks = 0u64;
-    let limit = args.ticks;
-    let stop_after = stop.clone();
-    agent.run_until(&stop, |agent, tick| {
-        for id in &tick.adopted {
-            info!(workload = %id, "adopted");
-        }
-        for id in &tick.released {
-            info!(workload = %id, "released");
-        }
-        for d in &tick.report.decisions {
-            info!(workload = %d.workload, reason = %d.reason, old = ?d.old, new = ?d.new, "decision");
-        }
-        for p in &tick.problems {
-            warn!("{p}");
-        }
-        for i in &tick.report.issues {
-            warn!("{}", i.message);
-        }
-        ticks += 1;
-        if limit.is_some_and(|n| ticks >= n) {
-            stop_after.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-        let _ = agent;
-    });
+    let surface = Surface::new(
+        agent.config().mode,
+        agent.config().interval_s,
+        agent.config().api.history_points,
+    );
+    let server = start_server(&agent, &surface, token)?;
+    let reload = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())
+        .context("installing the handler for SIGHUP")?;
+    let mut hooks = Hooks {
+        surface,
+        ticks: 0,
+        limit: args.ticks,
+        stop: stop.clone(),
+        reload,
+    };
+    agent.run_until(&stop, &mut hooks);
+    let ticks = hooks.ticks;
+    if let Some(server) = server {
+        server.stop();
+    }
     let problems = agent.shutdown(restore);
     for p in &problems {
         warn!("shutdown: {p}");
@@ -114,4 +129,64 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         }
     );
     Ok(())
+}
+
+/// What `presage agent` does around each tick: logs it, publishes it to the HTTP
+/// surface, serves operators' commands, reloads policies on SIGHUP.
+struct Hooks {
+    surface: Surface,
+    ticks: u64,
+    limit: Option<u64>,
+    stop: Arc<AtomicBool>,
+    reload: Arc<AtomicBool>,
+}
+
+impl LoopHooks for Hooks {
+    fn on_tick(&mut self, agent: &mut Agent, tick: &AgentTick, took: Duration) {
+        log_tick(tick);
+        self.surface.publish(agent, tick, took);
+        self.ticks += 1;
+        if self.limit.is_some_and(|n| self.ticks >= n) {
+            self.stop.store(true, Ordering::Relaxed);
+        }
+    }
+
+    fn idle(&mut self, agent: &mut Agent) {
+        self.surface.serve(agent);
+        if self.reload.swap(false, Ordering::Relaxed) {
+            match agent.handle(Command::ReloadPolicies) {
+                Ok(summary) => info!(%summary, "policies reloaded (SIGHUP)"),
+                Err(e) => warn!("policy reload refused, the old policies stay: {e}"),
+            }
+        }
+    }
+}
+
+fn log_tick(tick: &AgentTick) {
+    for id in &tick.adopted {
+        info!(workload = %id, "adopted");
+    }
+    for id in &tick.released {
+        info!(workload = %id, "released");
+    }
+    for d in &tick.report.decisions {
+        info!(workload = %d.workload, reason = %d.reason, old = ?d.old, new = ?d.new, "decision");
+    }
+    for p in &tick.problems {
+        warn!("{p}");
+    }
+    for i in &tick.report.issues {
+        warn!("{}", i.message);
+    }
+}
+
+/// The HTTP server arrives with the presage-server crate (work in progress).
+fn start_server(_: &Agent, _: &Surface, _: Option<String>) -> Result<Option<NoServer>> {
+    Ok(None)
+}
+
+struct NoServer;
+
+impl NoServer {
+    fn stop(self) {}
 }

@@ -39,10 +39,33 @@ pub(crate) fn run(cmd: &Command) -> Result<()> {
     }
 }
 
-struct Tree {
+/// N empty cgroups under `presage/bench-<pid>/`, removed on drop.
+pub(crate) struct Tree {
     layout: Layout,
     parent: Cgroup,
     leaves: Vec<Cgroup>,
+}
+
+impl Tree {
+    /// Creates `presage/bench-<pid>` with `n` leaves `c0…`, with a progress bar.
+    pub(crate) fn create(layout: &Layout, n: usize) -> Result<(Tree, String)> {
+        let parent_rel = format!("presage/bench-{}", std::process::id());
+        let parent = Cgroup::create(layout, &parent_rel)?;
+        let mut tree = Tree {
+            layout: layout.clone(),
+            parent,
+            leaves: Vec::new(),
+        };
+        let bar =
+            indicatif::ProgressBar::new(n as u64).with_message(format!("creating {n} cgroups"));
+        for i in 0..n {
+            tree.leaves
+                .push(Cgroup::create(&tree.layout, &format!("{parent_rel}/c{i}"))?);
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        Ok((tree, parent_rel))
+    }
 }
 
 impl Drop for Tree {
@@ -61,21 +84,7 @@ fn bench_agent(args: &AgentArgs) -> Result<()> {
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &n in &args.cgroups {
-        let parent_rel = format!("presage/bench-{}", std::process::id());
-        let parent = Cgroup::create(&layout, &parent_rel)?;
-        let mut tree = Tree {
-            layout: layout.clone(),
-            parent,
-            leaves: Vec::new(),
-        };
-        let bar =
-            indicatif::ProgressBar::new(n as u64).with_message(format!("creating {n} cgroups"));
-        for i in 0..n {
-            tree.leaves
-                .push(Cgroup::create(&tree.layout, &format!("{parent_rel}/c{i}"))?);
-            bar.inc(1);
-        }
-        bar.finish_and_clear();
+        let (tree, parent_rel) = Tree::create(&layout, n)?;
         presage_linux::hold_files_open(0);
         let naive = floor_cpu_per_tick(&tree.leaves, args.ticks)?;
         presage_linux::hold_files_open(presage_agent::file_budget());
@@ -176,7 +185,7 @@ fn agent_cost(parent_rel: &str, ticks: u32) -> Result<AgentCost> {
     })
 }
 
-fn rss_mib() -> Result<f64> {
+pub(crate) fn rss_mib() -> Result<f64> {
     let status =
         std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
     let kib: f64 = status

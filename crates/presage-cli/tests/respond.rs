@@ -1,5 +1,5 @@
 //! The response ladder from the command line: `presage audit` prints the store's audit
-//! trail as JSON lines. The ladder acting on a live workload is `tests/real_anomaly.rs`.
+//! trail as JSON lines. The ladder acting on a live workload is `tests/real_live/anomaly.rs`.
 
 #![allow(clippy::unwrap_used)]
 

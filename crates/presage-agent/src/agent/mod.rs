@@ -18,7 +18,7 @@ use presage_policy::WorkloadPolicy;
 use presage_store::{FallbackStore, StoreUrl};
 use tracing::{debug, info, warn};
 
-use crate::actuator::{CgroupActuator, Registry, WriteLog, write_limits};
+use crate::actuator::{CgroupActuator, ModeCell, Registry, WriteLog, write_limits};
 use crate::config::{AgentConfig, Mode};
 use crate::error::AgentError;
 use crate::fingerprint::FingerprintCache;
@@ -29,6 +29,7 @@ use crate::registration::Registration;
 use crate::sampler::Reading;
 use crate::webhook::{WebhookSink, WebhookStats};
 
+mod control;
 mod support;
 
 pub use support::{apply_initial_limits, build_policy, decision_log_path, file_budget};
@@ -112,11 +113,27 @@ pub struct Agent {
     pending_samples: Vec<Sample>,
     /// Delivers the response ladder's alerts, when a webhook URL is configured.
     webhook: Option<WebhookSink>,
+    /// The mode the actuator reads; `config.mode` follows it.
+    mode: ModeCell,
+    /// Where the decision log goes once the mode records decisions.
+    log_path: Option<PathBuf>,
 }
 
 /// Seconds between two retention passes: roll-ups cover whole minutes, so anything more
 /// often only adds work.
 const RETENTION_EVERY_S: f64 = 600.0;
+
+/// The longest the loop sleeps between two looks at its hooks: an operator's command
+/// waits at most this long.
+const IDLE_NAP: Duration = Duration::from_millis(50);
+
+/// What the run loop calls besides ticking.
+pub trait LoopHooks {
+    /// After each tick, with how long it took.
+    fn on_tick(&mut self, agent: &mut Agent, tick: &AgentTick, took: Duration);
+    /// Between ticks, at most every 50 ms.
+    fn idle(&mut self, _agent: &mut Agent) {}
+}
 
 /// How long shutdown waits for queued webhook alerts to leave.
 const WEBHOOK_GRACE: Duration = Duration::from_secs(3);
@@ -135,7 +152,8 @@ impl Agent {
         presage_linux::hold_files_open(file_budget());
         let registry: Registry = Arc::new(Mutex::new(HashMap::new()));
         let writes: WriteLog = Arc::new(Mutex::new(Vec::new()));
-        let actuator = CgroupActuator::new(config.mode, registry.clone(), writes.clone());
+        let mode = ModeCell::new(config.mode);
+        let actuator = CgroupActuator::new(mode.clone(), registry.clone(), writes.clone());
         let engine_config = EngineConfig {
             horizons_s: config.horizons_s.clone(),
             decide_every_s: config.decide_every_s,
@@ -162,6 +180,10 @@ impl Agent {
         }
         let engine = builder.build()?;
         let webhook = WebhookSink::start(&config.response)?;
+        let log_path = match &persistence {
+            Persistence::DataDir(dir) => Some(dir.join("decisions.jsonl")),
+            _ => None,
+        };
         let (ledger, log, registrations) = match &persistence {
             Persistence::DataDir(dir) => {
                 std::fs::create_dir_all(dir).map_err(|source| AgentError::Io {
@@ -204,6 +226,8 @@ impl Agent {
             history: (config_record_samples && persistence_keeps).then_some(None),
             pending_samples: Vec::new(),
             webhook,
+            mode,
+            log_path,
         })
     }
 
@@ -335,20 +359,25 @@ impl Agent {
         }
     }
 
-    /// Ticks every `interval_s` until `stop` is set; `on_tick` sees each tick.
-    pub fn run_until(&mut self, stop: &AtomicBool, mut on_tick: impl FnMut(&Agent, &AgentTick)) {
+    /// Ticks every `interval_s` until `stop` is set; `hooks` see each tick and get the
+    /// agent between ticks (every 50 ms at most) to serve operators' commands.
+    pub fn run_until(&mut self, stop: &AtomicBool, hooks: &mut dyn LoopHooks) {
         let interval = Duration::from_secs_f64(self.config.interval_s);
         let mut next = Instant::now();
         while !stop.load(Ordering::Relaxed) {
+            let started = Instant::now();
             let tick = self.tick(now());
-            on_tick(self, &tick);
+            hooks.on_tick(self, &tick, started.elapsed());
             next += interval;
             let behind = Instant::now().saturating_duration_since(next);
             if behind > interval {
                 // Fell behind (a stalled host): skip the missed ticks instead of bursting.
                 next = Instant::now();
             }
-            sleep_until(next, stop);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < next {
+                hooks.idle(self);
+                sleep_until(next.min(Instant::now() + IDLE_NAP), stop);
+            }
         }
     }
 

@@ -400,3 +400,55 @@ impl Shared {
         })?
     }
 }
+
+/// The loop's side of the surface: publishes after every tick, serves commands between
+/// ticks.
+#[derive(Debug)]
+pub struct Surface {
+    shared: Arc<Shared>,
+    commands: Receiver<Request>,
+    builder: SnapshotBuilder,
+}
+
+impl Surface {
+    /// A surface for an agent in `mode` ticking every `interval_s`, keeping
+    /// `history_points` chart points per workload.
+    pub fn new(mode: Mode, interval_s: f64, history_points: usize) -> Surface {
+        let (shared, commands) = Shared::new(Snapshot::empty(mode, interval_s), history_points);
+        Surface {
+            shared,
+            commands,
+            builder: SnapshotBuilder::default(),
+        }
+    }
+
+    /// What readers hold.
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    /// Publishes the state after `tick`.
+    pub fn publish(&mut self, agent: &crate::Agent, tick: &crate::AgentTick, took: Duration) {
+        let p = self.builder.build(agent, tick, took);
+        self.shared.record(p.points, p.markers, &p.gone);
+        self.shared.publish(p.snapshot);
+    }
+
+    /// Carries out the commands waiting, answering each. Returns how many there were.
+    pub fn serve(&mut self, agent: &mut crate::Agent) -> usize {
+        let mut served = 0;
+        while let Ok(request) = self.commands.try_recv() {
+            let changes_mode = matches!(request.command, Command::SetMode(_));
+            let outcome = agent.handle(request.command);
+            // The client may have given up waiting; the change stands either way.
+            let _ = request.reply.send(outcome);
+            if changes_mode {
+                let mut snapshot = (*self.shared.snapshot()).clone();
+                snapshot.mode = agent.config().mode;
+                self.shared.publish(snapshot);
+            }
+            served += 1;
+        }
+        served
+    }
+}

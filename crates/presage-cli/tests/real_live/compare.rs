@@ -4,8 +4,6 @@
 //! allocation than the threshold rule, once it has learnt the load. The full-length run is in
 //! docs/EVALUATION.md. Runs as root; skips with the reason otherwise.
 
-#![allow(clippy::unwrap_used)]
-
 use assert_cmd::Command;
 use serde_json::Value;
 

@@ -10,8 +10,6 @@
 //! `cargo test` and run by CI beside the rest of the suite (`.ci/run`), which makes it a
 //! run on a busy machine. Runs as root; skips with the reason otherwise.
 
-#![allow(clippy::unwrap_used)]
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
