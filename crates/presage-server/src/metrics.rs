@@ -56,6 +56,17 @@ fn family<'a, M: EncodeMetric>(
     Ok(())
 }
 
+/// A family of one sample without labels (no `{}` on the sample line).
+fn single<M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    value: M,
+) -> fmt::Result {
+    value.encode(encoder.encode_descriptor(name, help, None, kind)?)
+}
+
 fn gauge(v: f64) -> ConstGauge<f64> {
     ConstGauge::new(v)
 }
@@ -202,7 +213,6 @@ impl Collector for SnapshotCollector {
                 .map(|(k, v)| (vec![("kind", k.as_str())], counter(*v))),
         )?;
         let s = &snap.loop_stats;
-        let none = || Vec::<(&'static str, &str)>::new();
         let counters = [
             ("presage_loop_ticks", "Control loop ticks run.", s.ticks),
             (
@@ -218,7 +228,7 @@ impl Collector for SnapshotCollector {
             ),
         ];
         for (name, help, v) in counters {
-            family(e, name, help, MetricType::Counter, [(none(), counter(v))])?;
+            single(e, name, help, MetricType::Counter, counter(v))?;
         }
         let gauges = [
             (
@@ -253,7 +263,7 @@ impl Collector for SnapshotCollector {
             ),
         ];
         for (name, help, v) in gauges {
-            family(e, name, help, MetricType::Gauge, [(none(), gauge(v))])?;
+            single(e, name, help, MetricType::Gauge, gauge(v))?;
         }
         family(
             e,
@@ -286,7 +296,7 @@ impl Collector for SnapshotCollector {
                 ),
             ];
             for (name, help, v) in webhook {
-                family(e, name, help, MetricType::Counter, [(none(), counter(v))])?;
+                single(e, name, help, MetricType::Counter, counter(v))?;
             }
         }
         Ok(())
