@@ -180,13 +180,38 @@ fn log_tick(tick: &AgentTick) {
     }
 }
 
-/// The HTTP server arrives with the presage-server crate (work in progress).
-fn start_server(_: &Agent, _: &Surface, _: Option<String>) -> Result<Option<NoServer>> {
-    Ok(None)
-}
-
-struct NoServer;
-
-impl NoServer {
-    fn stop(self) {}
+/// Serves the API, metrics and dashboard when a listen address is set. Reads of stored
+/// history (profiles, decisions, alerts) go through a second store connection, so they
+/// never wait on the loop's.
+fn start_server(
+    agent: &Agent,
+    surface: &Surface,
+    token: Option<String>,
+) -> Result<Option<presage_server::ServerHandle>> {
+    let api = &agent.config().api;
+    if api.listen.is_empty() {
+        return Ok(None);
+    }
+    let store = match agent.config().store_url() {
+        Ok(url) => match presage_store::open(&url) {
+            Ok(store) => Some(store),
+            Err(e) => {
+                warn!("the API serves no stored history: {e}");
+                None
+            }
+        },
+        Err(e) => {
+            warn!("the API serves no stored history: {e}");
+            None
+        }
+    };
+    let state =
+        presage_server::ServerState::new(surface.shared(), store, token, api.metrics_max_workloads);
+    let server = presage_server::spawn(&api.listen, state)
+        .with_context(|| format!("serving the API on {}", api.listen))?;
+    eprintln!(
+        "presage agent: API, /metrics and dashboard on http://{}/",
+        server.local_addr()
+    );
+    Ok(Some(server))
 }

@@ -19,6 +19,9 @@ pub(crate) enum Command {
     /// Profile store cost: N workloads × 1 sample/s written one transaction per tick
     /// (CPU, latency), and loading N profiles at start-up, against SQLite or PostgreSQL.
     Store(crate::bench_store::StoreArgs),
+    /// The HTTP API under load (wrk) with N managed workloads, while the control loop
+    /// runs at its interval: requests/s, latency percentiles, errors, and the loop's ticks.
+    Api(crate::bench_api::ApiArgs),
 }
 
 /// Settings of `presage bench agent`.
@@ -36,6 +39,7 @@ pub(crate) fn run(cmd: &Command) -> Result<()> {
     match cmd {
         Command::Agent(args) => bench_agent(args),
         Command::Store(args) => crate::bench_store::run(args),
+        Command::Api(args) => crate::bench_api::run(args),
     }
 }
 

@@ -3,6 +3,7 @@
 mod agent_cmd;
 mod anomaly_cmd;
 mod audit_cmd;
+mod bench_api;
 mod bench_cmd;
 mod bench_store;
 mod coldstart_cmd;

@@ -148,7 +148,11 @@ function drawChart(containerId, hist, key, fmt) {
   for (const p of pts) {
     for (const s of ["", "_limit", "_p50", "_p99"]) { if (p[key + s] != null) { values.push(p[key + s]); } }
   }
-  const t0 = hist.from_ms, t1 = Math.max(hist.to_ms, t0 + 1);
+  // The axis spans what is known (at least a minute), not the whole window asked for: a
+  // workload adopted a minute ago would otherwise be a sliver at the right edge.
+  const first = pts.length ? pts[0].t_ms : hist.to_ms;
+  const t1 = Math.max(hist.to_ms, (pts.length ? pts[pts.length - 1].t_ms : hist.to_ms));
+  const t0 = Math.max(hist.from_ms, Math.min(first, t1 - 60000));
   const top = values.length ? Math.max(...values) * 1.1 || 1 : 1;
   const x = (t) => L + ((t - t0) / (t1 - t0)) * (W - L - R);
   const y = (v) => H - B - (v / top) * (H - T - B);
@@ -163,6 +167,7 @@ function drawChart(containerId, hist, key, fmt) {
   svg("path", { class: "limit", d: linePath(pts, get("_limit"), x, y) }, root);
   svg("path", { class: "usage", d: linePath(pts, get(""), x, y) }, root);
   for (const m of hist.markers) {
+    if (m.t_ms < t0) { continue; }
     const line = svg("line", { class: "marker-" + m.kind, x1: x(m.t_ms), x2: x(m.t_ms), y1: T, y2: H - B }, root);
     svg("title", {}, line).textContent = m.kind + ": " + m.label + " — " + m.detail + " (" + new Date(m.t_ms).toLocaleString() + ")";
   }

@@ -8,7 +8,7 @@ use presage_store::AdminStore;
 
 /// The store behind a lock: the store's methods take `&mut self` and block, so handlers
 /// use it one at a time, from `spawn_blocking`.
-pub(crate) type StoreCell = Arc<Mutex<Box<dyn AdminStore + Send>>>;
+pub(crate) type StoreCell = Arc<Mutex<Box<dyn AdminStore>>>;
 
 /// Everything the server needs from the agent. Cheap to clone (an `Arc` inside).
 #[derive(Clone)]
@@ -32,7 +32,7 @@ impl ServerState {
     /// `/metrics` to at most `metrics_max_workloads` workloads.
     pub fn new(
         shared: Arc<Shared>,
-        store: Option<Box<dyn AdminStore + Send>>,
+        store: Option<Box<dyn AdminStore>>,
         token: Option<String>,
         metrics_max_workloads: usize,
     ) -> ServerState {

@@ -35,7 +35,7 @@ fn method(m: &str) -> Method {
     m.parse().unwrap()
 }
 
-fn store() -> (tempfile::TempDir, Box<dyn presage_store::AdminStore + Send>) {
+fn store() -> (tempfile::TempDir, Box<dyn presage_store::AdminStore>) {
     let dir = tempfile::tempdir().unwrap();
     let url = presage_store::StoreUrl::Sqlite(dir.path().join("p.db"));
     // `open` gives `Box<dyn AdminStore>`; AdminStore has Send as a supertrait (through

@@ -292,6 +292,19 @@ fn the_agent_serves_its_api_metrics_and_a_live_dashboard_in_a_real_browser() {
     );
     assert!(metrics.body.contains("presage_loop_ticks_total"));
 
+    // Half a minute of history, so the chart has a shape (and the screenshot says
+    // something).
+    wait_for("30 s of history", 90, || {
+        let h = http(
+            port,
+            "GET",
+            &format!("/api/v1/workloads/{encoded}/history"),
+            None,
+            None,
+        );
+        (h.json()["points"].as_array()?.len() >= 60).then_some(())
+    });
+
     // The dashboard in a real browser: the table lists the workload and its chart has
     // points, usage, limit and envelope.
     let url = format!("http://127.0.0.1:{port}/#/workload/{encoded}");

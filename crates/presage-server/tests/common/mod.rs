@@ -146,7 +146,7 @@ pub fn fixture_with(
     snap: Snapshot,
     token: Option<&str>,
     max_metrics: usize,
-    store: Option<Box<dyn presage_store::AdminStore + Send>>,
+    store: Option<Box<dyn presage_store::AdminStore>>,
 ) -> Fixture {
     let (shared, rx) = Shared::new(snap, 100);
     std::thread::spawn(move || answer(rx));
