@@ -173,3 +173,16 @@ fn a_window_changes_the_policy_while_it_is_open() {
     agent.tick(monday(18));
     assert_eq!((agent.policy_name(&nginx), vip(&agent)), ("web", 1.0));
 }
+
+#[test]
+fn the_documented_example_file_loads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/presage.example.toml");
+    let c = AgentConfig::load(&path).unwrap();
+    let names: Vec<_> = c.policies.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["web", "ml-batch", "root-services"]);
+    assert_eq!(c.policies[0].windows.len(), 1);
+    assert_eq!(
+        c.policies[1].policy.max[presage_core::Resource::Memory],
+        Some(8e9)
+    );
+}
