@@ -336,15 +336,7 @@ fn compile_windows(
         };
         let schedule = match Schedule::new(&days, hours.as_deref(), offset) {
             Ok(s) => s,
-            Err(why) => {
-                // Name the key the reason is about.
-                let key = if why.contains("day") {
-                    "days"
-                } else if why.contains("-14") {
-                    "utc_offset_h"
-                } else {
-                    "hours"
-                };
+            Err((key, why)) => {
                 problems.push(Problem::at(&wp, key, why));
                 continue;
             }

@@ -24,22 +24,29 @@ pub struct Schedule {
 impl Schedule {
     /// A schedule from `days` (names or ranges such as `mon-fri`; empty: every day),
     /// `hours` (`HH:MM-HH:MM`; `None`: the whole day) and `utc_offset_h` (hours ahead of
-    /// UTC, fractions allowed: 5.5 is India). The error names what is wrong.
+    /// UTC, fractions allowed: 5.5 is India). The error is `(key, reason)`: the key
+    /// (`days`, `hours` or `utc_offset_h`) and what is wrong with it.
     pub fn new(
         days: &[String],
         hours: Option<&str>,
         utc_offset_h: f64,
-    ) -> Result<Schedule, String> {
+    ) -> Result<Schedule, (&'static str, String)> {
         let mut mask = 0u8;
         for item in days {
-            mask |= parse_days(item)?;
+            mask |= parse_days(item).map_err(|e| ("days", e))?;
         }
         if days.is_empty() {
             mask = 0x7f;
         }
-        let hours = hours.map(parse_hours).transpose()?;
+        let hours = hours
+            .map(parse_hours)
+            .transpose()
+            .map_err(|e| ("hours", e))?;
         if !(utc_offset_h.is_finite() && (-14.0..=14.0).contains(&utc_offset_h)) {
-            return Err(format!("{utc_offset_h} is outside -14..=14 hours"));
+            return Err((
+                "utc_offset_h",
+                format!("{utc_offset_h} is outside -14..=14 hours"),
+            ));
         }
         // Offsets are whole minutes (the odd zones are 30 or 45 minutes off the hour).
         let offset_min = (utc_offset_h * 60.0).round() as i32;
@@ -232,9 +239,15 @@ mod tests {
             "10:00-10:00",
             "24:00-01:00",
         ] {
-            let e = Schedule::new(&[], Some(bad), 0.0).unwrap_err();
+            let (key, e) = Schedule::new(&[], Some(bad), 0.0).unwrap_err();
+            assert_eq!(key, "hours");
             assert!(e.contains(bad) || e.contains("HH:MM"), "{bad}: {e}");
         }
-        assert!(Schedule::new(&[], None, 15.0).is_err());
+        assert_eq!(
+            Schedule::new(&[], None, 15.0).unwrap_err().0,
+            "utc_offset_h"
+        );
+        let days = vec!["mon-xyz".to_string()];
+        assert_eq!(Schedule::new(&days, None, 0.0).unwrap_err().0, "days");
     }
 }
