@@ -206,15 +206,15 @@ impl Agent {
             if !same_policy {
                 self.engine.set_policy(&id, policy);
             }
-            if let Some(a) = self.policies.assigned.get_mut(&id) {
-                if a.name != name {
-                    info!(workload = %id, from = %a.name, to = %name, "policy changed");
-                    changes.push(PolicyChange {
-                        workload: id.to_string(),
-                        from: std::mem::replace(&mut a.name, name.clone()),
-                        to: name,
-                    });
-                }
+            if let Some(a) = self.policies.assigned.get_mut(&id)
+                && a.name != name
+            {
+                info!(workload = %id, from = %a.name, to = %name, "policy changed");
+                changes.push(PolicyChange {
+                    workload: id.to_string(),
+                    from: std::mem::replace(&mut a.name, name.clone()),
+                    to: name,
+                });
             }
         }
         changes.sort_by(|a, b| a.workload.cmp(&b.workload));
