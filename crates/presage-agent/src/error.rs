@@ -16,6 +16,9 @@ pub enum AgentError {
         /// What is wrong, naming the field (and line, where TOML knows it).
         message: String,
     },
+    /// The config file has problems, each located (`FILE:LINE:COL: key `k`: reason`).
+    #[error(transparent)]
+    Invalid(#[from] crate::config::ConfigErrors),
     /// A file of the agent's own (ledger, log, registration) could not be used.
     #[error("{context}: {source}")]
     Io {

@@ -21,6 +21,7 @@ mod fingerprint;
 mod identity;
 mod ledger;
 mod log;
+pub mod policies;
 mod registration;
 pub mod run;
 mod sampler;
@@ -30,10 +31,13 @@ mod webhook;
 
 pub use actuator::{CgroupActuator, Registry, WriteLog, write_limits};
 pub use agent::{
-    Agent, AgentTick, Explicit, LoopHooks, Persistence, apply_initial_limits, build_policy,
-    decision_log_path, file_budget, now,
+    Agent, AgentTick, Explicit, LoopHooks, Persistence, PolicyChange, ReloadSummary,
+    apply_initial_limits, build_policy, decision_log_path, file_budget, now,
 };
-pub use config::{AgentConfig, ApiConfig, DEFAULT_CONFIG_TOML, Mode, default_data_dir};
+pub use config::{
+    AgentConfig, ApiConfig, ConfigErrors, ConfigProblem, DEFAULT_CONFIG_TOML, Mode,
+    default_data_dir,
+};
 pub use error::AgentError;
 pub use fingerprint::{FingerprintCache, MAX_IMPORTS, fingerprint_of_file};
 pub use identity::{CodeIdCache, code_id_of_file, exe_of_process, input_hash};

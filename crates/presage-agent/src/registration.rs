@@ -3,6 +3,7 @@
 //! agent is running at all. Files rather than a socket so that registration works
 //! whether the agent is up now or starts later (it reads them at discovery).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use presage_core::WorkloadKey;
@@ -23,6 +24,10 @@ pub struct Registration {
     pub policy: WorkloadPolicy,
     /// The supervising `presage run`'s pid.
     pub supervisor_pid: u32,
+    /// Labels `[policies.match]` selectors can test (`presage run --label KEY=VALUE`).
+    /// Absent in registrations written before labels existed.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 fn file_of(dir: &Path, cgroup: &str) -> PathBuf {
@@ -97,6 +102,7 @@ mod tests {
             key: WorkloadKey::new("c", "", "i", "0").unwrap(),
             policy: WorkloadPolicy::default(),
             supervisor_pid: 1,
+            labels: BTreeMap::from([("team".to_string(), "ml".to_string())]),
         };
         let path = r.write(dir.path()).unwrap();
         assert_eq!(

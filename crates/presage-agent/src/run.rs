@@ -59,6 +59,8 @@ pub struct RunOptions {
     pub initial_limits: Option<Limits>,
     /// Hand the run to a running agent when there is one.
     pub register_with_agent: bool,
+    /// Labels the agent's `[policies.match]` selectors can test.
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// Runs the command to completion under presage and returns its summary. `stop` asks the
@@ -139,6 +141,7 @@ pub fn run(
                 key: key.clone(),
                 policy: policy.clone(),
                 supervisor_pid: std::process::id(),
+                labels: opts.labels.clone(),
             }
             .write(&dir)?;
             info!(agent = pid, cgroup = %relative, "registered with the running agent");
@@ -152,6 +155,7 @@ pub fn run(
                 key: key.clone(),
                 policy,
                 fingerprint,
+                labels: opts.labels.clone(),
             })?;
             profile_restored = restored;
             Manager::Standalone(Box::new(agent))

@@ -210,6 +210,7 @@ fn arm_options(
         config,
         initial_limits: Some(initial),
         register_with_agent: false,
+        labels: std::collections::BTreeMap::new(),
     })
 }
 

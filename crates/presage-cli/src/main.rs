@@ -8,6 +8,7 @@ mod bench_cmd;
 mod bench_store;
 mod coldstart_cmd;
 mod compare_live;
+mod config_cmd;
 mod evaluate_cmd;
 mod loadgen;
 mod profiles_cmd;
@@ -80,6 +81,9 @@ enum Command {
     /// On this host: one periodic load under a static limit, the reactive threshold rule
     /// and presage, side by side.
     CompareLive(compare_live::Args),
+    /// The agent's config file: `presage config check [FILE]`.
+    #[command(subcommand)]
+    Config(config_cmd::Command),
     /// Generate a precise CPU and memory load, constant or following a pattern, for
     /// real-host tests and live experiments.
     Loadgen(loadgen::Args),
@@ -115,6 +119,10 @@ fn main() -> ExitCode {
         Command::Profiles(cmd) => profiles_cmd::run(&cmd),
         Command::Audit(args) => audit_cmd::run(&args),
         Command::CompareLive(args) => compare_live::run(&args),
+        Command::Config(cmd) => match config_cmd::run(&cmd) {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
         Command::Run(args) => match run_cmd::run(&args) {
             Ok(code) => return code,
             Err(e) => Err(e),

@@ -89,6 +89,10 @@ pub(crate) struct Args {
     /// Never freeze or kill this run (the ladder stops at throttle).
     #[arg(long)]
     protected: bool,
+    /// A label the agent's `[policies.match]` selectors can test (`labels = { team =
+    /// "ml" }`); repeatable. The label `kind` is set by the agent from the cgroup path.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
     /// The command and its arguments.
     #[arg(last = true, required = true)]
     command: Vec<OsString>,
@@ -143,6 +147,7 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode> {
         config,
         initial_limits,
         register_with_agent: !args.standalone,
+        labels: args.labels.iter().cloned().collect(),
     };
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -200,6 +205,21 @@ fn fields(text: &str) -> impl Iterator<Item = Result<(&str, &str)>> {
             .map(|(k, v)| (k.trim(), v.trim()))
             .with_context(|| format!("field {f:?} is not key=value"))
     })
+}
+
+/// `KEY=VALUE`, the key a plain word (letters, digits, `_`, `-`, `.`) so it can be
+/// written unquoted in a `labels` table.
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))?;
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+    if key.is_empty() || !key.chars().all(plain) {
+        return Err(format!(
+            "label key {key:?} must be letters, digits, `_`, `-` or `.`"
+        ));
+    }
+    Ok((key.to_string(), value.to_string()))
 }
 
 fn parse_budget(text: &str) -> Result<RunBudget> {

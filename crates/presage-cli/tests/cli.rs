@@ -271,3 +271,35 @@ fn the_neural_model_joins_presage_and_a_missing_model_is_named() -> TestResult {
     assert!(err.contains("no-such-model.safetensors"), "{err}");
     Ok(())
 }
+
+#[test]
+fn config_check_passes_the_example_and_locates_problems() -> TestResult {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/presage.example.toml");
+    let out = presage()?
+        .args(["config", "check"])
+        .arg(&example)
+        .output()?;
+    let stdout = String::from_utf8(out.stdout)?;
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("1. web") && stdout.contains("unit=nginx.service"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("4. default"), "{stdout}");
+
+    let dir = tempfile::tempdir()?;
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "mode = \"enforce\"\n[[policies]]\nname = \"a\"\nwieght = 2\n",
+    )?;
+    let out = presage()?.args(["config", "check"]).arg(&bad).output()?;
+    let stdout = String::from_utf8(out.stdout)?;
+    assert!(!out.status.success());
+    let want = format!(
+        "{}:4:1: key `policies[0].wieght`: unknown field",
+        bad.display()
+    );
+    assert!(stdout.contains(&want), "{stdout}");
+    Ok(())
+}

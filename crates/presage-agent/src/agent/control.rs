@@ -38,9 +38,14 @@ impl Agent {
                 self.engine.set_override(&id, None);
                 Ok(json!({"workload": workload, "override": null}))
             }
-            Command::ReloadPolicies => Err(CommandError::Rejected(
-                "policy reload is not wired yet".into(),
-            )),
+            Command::ReloadPolicies => {
+                let source = self.config.source.clone();
+                let summary = self
+                    .reload_from_file(source.as_deref())
+                    .map_err(|e| CommandError::Rejected(e.to_string()))?;
+                serde_json::to_value(&summary)
+                    .map_err(|e| CommandError::Rejected(format!("reporting the reload: {e}")))
+            }
         }
     }
 

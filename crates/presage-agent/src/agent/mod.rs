@@ -2,7 +2,7 @@
 //! sampler reads them, the engine decides, the actuator writes; the ledger remembers
 //! what to put back.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -30,7 +30,11 @@ use crate::sampler::Reading;
 use crate::webhook::{WebhookSink, WebhookStats};
 
 mod control;
+mod policies;
 mod support;
+
+use policies::{Given, PolicyState, facts_of};
+pub use policies::{PolicyChange, ReloadSummary};
 
 pub use support::{apply_initial_limits, build_policy, decision_log_path, file_budget};
 use support::{decensored, merge, offer_webhooks, own_cgroups, sleep_until};
@@ -89,6 +93,8 @@ pub struct Explicit {
     pub policy: WorkloadPolicy,
     /// Its executable's fingerprint (for a cold start from similar code).
     pub fingerprint: Option<Fingerprint>,
+    /// Labels `[policies.match]` selectors can test (`presage run --label`).
+    pub labels: BTreeMap<String, String>,
 }
 
 /// The engine, wired to cgroups.
@@ -117,6 +123,8 @@ pub struct Agent {
     mode: ModeCell,
     /// Where the decision log goes once the mode records decisions.
     log_path: Option<PathBuf>,
+    /// Which policy each workload has, and when the policies were loaded.
+    policies: PolicyState,
 }
 
 /// Seconds between two retention passes: roll-ups cover whole minutes, so anything more
@@ -147,6 +155,7 @@ impl Agent {
         persistence: Persistence,
         discover: bool,
     ) -> Result<Agent, AgentError> {
+        config.validate()?;
         let layout = Layout::detect_at(&config.cgroup_root, &config.mountinfo)?;
         let parts = build_policy(&config)?;
         presage_linux::hold_files_open(file_budget());
@@ -228,25 +237,13 @@ impl Agent {
             webhook,
             mode,
             log_path,
+            policies: PolicyState::loaded(now()),
         })
     }
 
     /// The webhook's delivery counters, when one is configured.
     pub fn webhook_stats(&self) -> Option<WebhookStats> {
         self.webhook.as_ref().map(WebhookSink::stats)
-    }
-
-    /// The name of the policy that matched `id` (`default` when none did).
-    pub fn policy_name(&self, _id: &WorkloadId) -> &str {
-        "default"
-    }
-
-    /// The policies in force, for the API.
-    pub fn policy_status(&self) -> crate::surface::PolicyStatus {
-        crate::surface::PolicyStatus {
-            names: vec!["default".to_string()],
-            ..crate::surface::PolicyStatus::default()
-        }
     }
 
     /// The host's cgroup layout.
@@ -268,11 +265,12 @@ impl Agent {
     /// its id and whether a stored profile of its code was restored.
     pub fn adopt_explicit(&mut self, explicit: Explicit) -> Result<(WorkloadId, bool), AgentError> {
         let id = WorkloadId::new(&explicit.cgroup)?;
-        let restored = self.adopt(
-            &explicit.cgroup,
-            Some((explicit.key, explicit.policy)),
-            explicit.fingerprint,
-        )?;
+        let given = Given {
+            key: explicit.key,
+            policy: explicit.policy,
+            labels: explicit.labels,
+        };
+        let restored = self.adopt(&explicit.cgroup, Some(given), explicit.fingerprint)?;
         self.explicit.insert(id.clone());
         Ok((id, restored))
     }
@@ -288,6 +286,7 @@ impl Agent {
             self.last_discovery = Some(now);
             self.rediscover(now, &mut tick);
         }
+        self.refresh_windows(now);
         // One workload at a time, read → decide → write, so each limit lands within
         // milliseconds of its sample rather than after the whole host was read. (The
         // agent sets no node capacity, so no decision couples two workloads.)
@@ -474,20 +473,19 @@ impl Agent {
     fn adopt(
         &mut self,
         cgroup: &str,
-        given: Option<(WorkloadKey, WorkloadPolicy)>,
+        given: Option<Given>,
         fingerprint: Option<Fingerprint>,
     ) -> Result<bool, AgentError> {
         let id = WorkloadId::new(cgroup)?;
         let cg = Arc::new(Cgroup::open(&self.layout, cgroup)?);
         let current = cg.read_limits()?;
         let registered = self.registration(cgroup);
-        let (key, policy) = match given.or(registered) {
-            Some(kp) => kp,
-            None => (
-                self.key_of(cg.as_ref(), cgroup)?,
-                self.config.default_policy.clone(),
-            ),
+        let (key, own, labels) = match given.or(registered) {
+            Some(g) => (g.key, Some(g.policy), g.labels),
+            None => (self.key_of(cg.as_ref(), cgroup)?, None, BTreeMap::new()),
         };
+        let facts = facts_of(cgroup, &key, labels);
+        let (policy_name, policy) = self.resolve_policy(&facts, own.as_ref(), now());
         let fingerprint = fingerprint.or_else(|| self.fingerprint_of(cg.as_ref()));
         if let Some(fp) = &fingerprint
             && let Err(e) = self.engine.store_mut().save_fingerprint(key.code_id(), fp)
@@ -529,7 +527,8 @@ impl Agent {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(id.clone(), cg.clone());
-        self.sampler.track(id, cg);
+        self.sampler.track(id.clone(), cg);
+        self.note_assigned(id, facts, own, policy_name);
         Ok(restored)
     }
 
@@ -558,6 +557,7 @@ impl Agent {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(id);
         self.explicit.remove(id);
+        self.forget_assigned(id);
         if let Err(e) = self.engine.end(id, now, exit_status) {
             tick.problems.push(format!("releasing {id}: {e}"));
         }
@@ -591,10 +591,14 @@ impl Agent {
         Ok(WorkloadKey::for_code(format!("cgroup:{cgroup}"))?)
     }
 
-    fn registration(&self, cgroup: &str) -> Option<(WorkloadKey, WorkloadPolicy)> {
+    fn registration(&self, cgroup: &str) -> Option<Given> {
         let dir = self.registrations.as_ref()?;
         match Registration::read(dir, cgroup) {
-            Ok(Some(r)) => Some((r.key, r.policy)),
+            Ok(Some(r)) => Some(Given {
+                key: r.key,
+                policy: r.policy,
+                labels: r.labels,
+            }),
             Ok(None) => None,
             Err(e) => {
                 warn!(cgroup, error = %e, "ignoring unreadable registration");

@@ -438,15 +438,15 @@ impl Surface {
     pub fn serve(&mut self, agent: &mut crate::Agent) -> usize {
         let mut served = 0;
         while let Ok(request) = self.commands.try_recv() {
-            let changes_mode = matches!(request.command, Command::SetMode(_));
             let outcome = agent.handle(request.command);
             // The client may have given up waiting; the change stands either way.
             let _ = request.reply.send(outcome);
-            if changes_mode {
-                let mut snapshot = (*self.shared.snapshot()).clone();
-                snapshot.mode = agent.config().mode;
-                self.shared.publish(snapshot);
-            }
+            // Readers see the new mode and policy status at once, not a tick later (the
+            // workloads' own changes show with the next tick's snapshot).
+            let mut snapshot = (*self.shared.snapshot()).clone();
+            snapshot.mode = agent.config().mode;
+            snapshot.policies = agent.policy_status();
+            self.shared.publish(snapshot);
             served += 1;
         }
         served

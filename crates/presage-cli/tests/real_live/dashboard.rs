@@ -174,17 +174,20 @@ fn the_agent_serves_its_api_metrics_and_a_live_dashboard_in_a_real_browser() {
     std::fs::write(&token_file, format!("{token}\n")).unwrap();
     let port = free_port();
     let config = dir.path().join("presage.toml");
-    std::fs::write(
-        &config,
+    let settings = format!(
+        "mode = \"recommend\"\ninterval_s = 0.5\ndecide_every_s = 2\nrediscover_every_s = 1\n\
+         data_dir = {:?}\n[discovery]\nroots = [\"{parent}/*\"]\n[presage]\nwarmup_s = 10\n\
+         [api]\nlisten = \"127.0.0.1:{port}\"\ntoken_file = {:?}\n",
+        dir.path().display().to_string(),
+        token_file.display().to_string(),
+    );
+    let with_policy = |name: &str, extra: &str| {
         format!(
-            "mode = \"recommend\"\ninterval_s = 0.5\ndecide_every_s = 2\nrediscover_every_s = 1\n\
-             data_dir = {:?}\n[discovery]\nroots = [\"{parent}/*\"]\n[presage]\nwarmup_s = 10\n\
-             [api]\nlisten = \"127.0.0.1:{port}\"\ntoken_file = {:?}\n",
-            dir.path().display().to_string(),
-            token_file.display().to_string(),
-        ),
-    )
-    .unwrap();
+            "{settings}[[policies]]\nname = \"{name}\"\nmatch = {{ cgroup = \"{parent}/*\" }}\n\
+             weight = 2.0\n{extra}"
+        )
+    };
+    std::fs::write(&config, with_policy("web", "")).unwrap();
     guard.children.push(
         Command::new(&bin)
             .args(["agent", "--config"])
@@ -213,7 +216,7 @@ fn the_agent_serves_its_api_metrics_and_a_live_dashboard_in_a_real_browser() {
         workload["usage"]["cpu"].as_f64().unwrap() >= 0.0,
         "{workload}"
     );
-    assert_eq!(workload["policy_name"], "default", "{workload}");
+    assert_eq!(workload["policy_name"], "web", "{workload}");
     let openapi = http(port, "GET", "/api/v1/openapi.json", None, None);
     assert_eq!(openapi.status, 200);
     assert!(
@@ -275,6 +278,59 @@ fn the_agent_serves_its_api_metrics_and_a_live_dashboard_in_a_real_browser() {
         "{one}"
     );
     assert_eq!(http(port, "DELETE", &path, Some(token), None).status, 200);
+
+    // Policies reload through the API: a bad file is refused with its line and key, and
+    // the old policies stay; a good one moves the workload. SIGHUP does the same.
+    let reload = "/api/v1/policies/reload";
+    let policy_of = || {
+        http(
+            port,
+            "GET",
+            &format!("/api/v1/workloads/{encoded}"),
+            None,
+            None,
+        )
+        .json()["policy_name"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let bad = with_policy("api", "wieght = 3.0\n");
+    let bad_line = bad.lines().position(|l| l.starts_with("wieght")).unwrap() + 1;
+    std::fs::write(&config, &bad).unwrap();
+    let refused = http(port, "POST", reload, Some(token), None);
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    let why = refused.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        why.contains("wieght") && why.contains(&format!("presage.toml:{bad_line}:")),
+        "{why}"
+    );
+    assert_eq!(policy_of(), "web", "the old policies stayed");
+    let policies = http(port, "GET", "/api/v1/policies", None, None).json();
+    assert!(
+        policies["status"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("wieght")),
+        "{policies}"
+    );
+    std::fs::write(&config, with_policy("api", "")).unwrap();
+    let reloaded = http(port, "POST", reload, Some(token), None);
+    assert_eq!(reloaded.status, 200, "{}", reloaded.body);
+    wait_for("the reloaded policy on the workload", 10, || {
+        (policy_of() == "api").then_some(())
+    });
+    std::fs::write(&config, with_policy("hup", "")).unwrap();
+    let agent_pid = guard.children.last().unwrap().id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &agent_pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_for("SIGHUP to reload the policies", 20, || {
+        (policy_of() == "hup").then_some(())
+    });
 
     // Metrics for the workload and the loop.
     let metrics = http(port, "GET", "/metrics", None, None);

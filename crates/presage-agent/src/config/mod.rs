@@ -10,6 +10,11 @@ use presage_policy::WorkloadPolicy;
 use serde::{Deserialize, Serialize};
 
 use crate::error::AgentError;
+use crate::policies::PolicyRule;
+
+pub(crate) mod load;
+
+pub use load::{ConfigErrors, ConfigProblem};
 
 /// The embedded defaults, also shipped as the reference config (`presage agent
 /// --print-config`).
@@ -118,6 +123,13 @@ pub struct AgentConfig {
     /// The HTTP API, `/metrics` and the dashboard.
     #[serde(default)]
     pub api: ApiConfig,
+    /// `[[policies]]`: per-workload policies, first match wins (compiled by the loader,
+    /// which takes them out of the tables before the rest is deserialised).
+    #[serde(skip)]
+    pub policies: Vec<PolicyRule>,
+    /// The file this was read from (`None`: the embedded defaults or a string).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 /// Where and how the agent serves its HTTP surface.
@@ -247,37 +259,63 @@ impl AgentConfig {
         AgentConfig::from_toml(DEFAULT_CONFIG_TOML, Path::new("<embedded defaults>"))
     }
 
-    /// The defaults overlaid with the keys of the TOML file at `path`.
+    /// The defaults overlaid with the keys of the TOML file at `path`; errors name the
+    /// file, line, column and key of every problem.
     pub fn load(path: &Path) -> Result<AgentConfig, AgentError> {
         let text = std::fs::read_to_string(path).map_err(|source| AgentError::Io {
             context: format!("reading config {}", path.display()),
             source,
         })?;
-        AgentConfig::from_toml(&text, path)
+        let mut config = AgentConfig::from_toml(&text, path)?;
+        config.source = Some(path.to_path_buf());
+        Ok(config)
     }
 
     /// The defaults overlaid with the keys of `text` (`origin` names it in errors).
     pub fn from_toml(text: &str, origin: &Path) -> Result<AgentConfig, AgentError> {
-        let bad = |message: String| AgentError::Config {
-            file: origin.to_path_buf(),
-            message,
-        };
-        let mut merged: toml::Table = toml::from_str(DEFAULT_CONFIG_TOML)
-            .map_err(|e| bad(format!("embedded defaults: {e}")))?;
-        let overlay: toml::Table = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
-        merge(&mut merged, overlay);
-        let config: AgentConfig = merged
-            .try_into()
-            .map_err(|e: toml::de::Error| bad(e.to_string()))?;
-        config.validate().map_err(bad)?;
-        Ok(config)
+        AgentConfig::check(text, origin).map_err(AgentError::Invalid)
     }
 
-    fn validate(&self) -> Result<(), String> {
+    /// Like [`AgentConfig::from_toml`], with every problem found listed and located
+    /// (`presage config check`).
+    pub fn check(text: &str, origin: &Path) -> Result<AgentConfig, ConfigErrors> {
+        load::parse(text, origin)
+    }
+
+    /// Checks a config built in code (the loader already did this for a file): the
+    /// problems, each naming its key.
+    pub fn validate(&self) -> Result<(), AgentError> {
+        let problems = self.problems();
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(AgentError::Invalid(ConfigErrors {
+            file: self
+                .source
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("<config>")),
+            problems: problems
+                .into_iter()
+                .map(|p| ConfigProblem {
+                    line: None,
+                    column: None,
+                    key: load::render_path(&p.path),
+                    reason: p.reason,
+                })
+                .collect(),
+        }))
+    }
+
+    /// Every semantic problem of the settings (ranges, names), each at its key path.
+    /// The `[[policies]]` are checked when compiled.
+    pub(crate) fn problems(&self) -> Vec<load::Problem> {
+        use load::Problem;
+        let mut out = Vec::new();
         if !(self.interval_s.is_finite() && (0.05..=3600.0).contains(&self.interval_s)) {
-            return Err(format!(
-                "field `interval_s`: {} is outside 0.05..=3600 seconds",
-                self.interval_s
+            out.push(Problem::at(
+                &[],
+                "interval_s",
+                format!("{} is outside 0.05..=3600 seconds", self.interval_s),
             ));
         }
         if presage_policy::registry::find(&self.policy).is_none() {
@@ -285,35 +323,86 @@ impl AgentConfig {
                 .iter()
                 .map(|p| p.name)
                 .collect();
-            return Err(format!(
-                "field `policy`: unknown rule {:?} (known: {})",
-                self.policy,
-                names.join(", ")
+            out.push(Problem::at(
+                &[],
+                "policy",
+                format!(
+                    "unknown rule {:?} (known: {})",
+                    self.policy,
+                    names.join(", ")
+                ),
             ));
         }
         if self.horizons_s.is_empty() || self.horizons_s.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(format!(
-                "field `horizons_s`: {:?} must be non-empty and increasing",
-                self.horizons_s
+            out.push(Problem::at(
+                &[],
+                "horizons_s",
+                format!("{:?} must be non-empty and increasing", self.horizons_s),
             ));
         }
-        self.response.validate()?;
-        self.default_policy
-            .validate()
-            .map_err(|e| format!("table `default_policy`: {e}"))
-    }
-}
-
-/// Overlays `overlay` on `base`, table by table, so a file can change one key of a
-/// nested table without restating the others.
-fn merge(base: &mut toml::Table, overlay: toml::Table) {
-    for (key, value) in overlay {
-        match (base.get_mut(&key), value) {
-            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
-            (_, v) => {
-                base.insert(key, v);
-            }
+        if let Err(e) = self.response.validate() {
+            // The webhook's messages read "field `response.x`: reason".
+            let (key, reason) = e
+                .strip_prefix("field `")
+                .and_then(|rest| rest.split_once("`: "))
+                .map_or(("response".to_string(), e.clone()), |(k, r)| {
+                    (k.to_string(), r.to_string())
+                });
+            out.push(Problem::at(&[], &key, reason));
         }
+        if let Err(e) = self.default_policy.validate() {
+            out.push(Problem::at(
+                &[load::Seg::Key("default_policy".into())],
+                &e.field,
+                format!("{} {}", e.value, e.reason),
+            ));
+        }
+        if let Err(e) = presage_linux::Discoverer::new(&self.discovery) {
+            let key = match &e {
+                presage_linux::LinuxError::Pattern { field, .. } => format!("discovery.{field}"),
+                _ => "discovery".to_string(),
+            };
+            out.push(Problem::at(&[], &key, e.to_string()));
+        }
+        out
+    }
+
+    /// The settings that differ from `other` and take a restart to change (a reload
+    /// leaves them as they are).
+    pub fn restart_only_changes(&self, other: &AgentConfig) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        let mut check = |differs: bool, key: &'static str| {
+            if differs {
+                out.push(key);
+            }
+        };
+        check(self.mode != other.mode, "mode");
+        check(self.interval_s != other.interval_s, "interval_s");
+        check(
+            self.decide_every_s != other.decide_every_s,
+            "decide_every_s",
+        );
+        check(
+            self.restore_on_exit != other.restore_on_exit,
+            "restore_on_exit",
+        );
+        check(self.policy != other.policy, "policy");
+        check(self.knob != other.knob, "knob");
+        check(self.data_dir != other.data_dir, "data_dir");
+        check(self.store != other.store, "store");
+        check(
+            self.record_samples != other.record_samples,
+            "record_samples",
+        );
+        check(self.cgroup_root != other.cgroup_root, "cgroup_root");
+        check(self.mountinfo != other.mountinfo, "mountinfo");
+        check(self.proc_root != other.proc_root, "proc_root");
+        check(self.network != other.network, "network");
+        check(self.horizons_s != other.horizons_s, "horizons_s");
+        check(self.presage != other.presage, "presage");
+        check(self.response != other.response, "response");
+        check(self.api != other.api, "api");
+        out
     }
 }
 
