@@ -25,6 +25,7 @@ use axum::routing::{MethodRouter, delete, get, post, put};
 use tokio::sync::watch;
 
 mod auth;
+mod cache;
 mod dashboard;
 mod error;
 mod metrics;

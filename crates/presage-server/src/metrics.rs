@@ -6,12 +6,16 @@
 use std::fmt;
 use std::sync::Arc;
 
+use axum::body::Bytes;
+
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use presage_agent::surface::{Shared, Snapshot, WorkloadSummary};
 use presage_core::Resource;
 use prometheus_client::collector::Collector;
+
+use crate::cache::Kind;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
@@ -318,8 +322,12 @@ pub(crate) async fn metrics(
     raw: RawParams,
 ) -> Result<Response, ApiError> {
     Params::new(raw, &[])?;
-    let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, &state.inner.registry)
-        .map_err(|e| ApiError::internal(format!("encoding the metrics: {e}")))?;
+    let snapshot = state.inner.shared.snapshot();
+    let text = state.inner.cache.get(Kind::Metrics, &snapshot, || {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &state.inner.registry)
+            .map_err(|e| ApiError::internal(format!("encoding the metrics: {e}")))?;
+        Ok::<_, ApiError>(Bytes::from(text))
+    })?;
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response())
 }

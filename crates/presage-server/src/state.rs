@@ -23,6 +23,8 @@ pub(crate) struct Inner {
     pub(crate) metrics_max_workloads: usize,
     /// Built once: its only collector reads the snapshot current at each scrape.
     pub(crate) registry: prometheus_client::registry::Registry,
+    /// Snapshot-wide responses, encoded once per snapshot.
+    pub(crate) cache: crate::cache::Cache,
 }
 
 impl ServerState {
@@ -42,6 +44,7 @@ impl ServerState {
                 // An empty token would let an empty `Bearer ` header in.
                 token: token.filter(|t| !t.is_empty()),
                 metrics_max_workloads,
+                cache: crate::cache::Cache::default(),
                 registry: crate::metrics::registry(shared.clone(), metrics_max_workloads),
                 shared,
             }),

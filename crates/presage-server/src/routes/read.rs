@@ -4,13 +4,16 @@
 use std::cmp::Ordering;
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use presage_agent::surface::{Snapshot, WorkloadSummary};
 use serde_json::{Value, json};
 
+use crate::cache::Kind;
 use crate::error::ApiError;
 use crate::query::{Params, RawParams};
 use crate::state::ServerState;
@@ -125,6 +128,15 @@ pub(crate) async fn workloads(
         .number::<usize>("offset", 0, usize::MAX)?
         .unwrap_or(0);
     let snap = state.inner.shared.snapshot();
+    if sort == "id" && order == "asc" && limit == usize::MAX && offset == 0 {
+        // The snapshot keeps workloads ordered by id: the whole list as it is.
+        let body = state.inner.cache.get(Kind::WholeList, &snap, || {
+            serde_json::to_vec(&snap.workloads)
+                .map(Bytes::from)
+                .map_err(|e| ApiError::internal(format!("encoding the workloads: {e}")))
+        })?;
+        return Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response());
+    }
     let mut list: Vec<&WorkloadSummary> = snap.workloads.iter().collect();
     list.sort_by(|a, b| {
         let o = compare(sort, a, b);
@@ -184,12 +196,18 @@ pub(crate) async fn history(
 
 /// The snapshot without its workloads, plus how many there are.
 pub(crate) fn status_value(snap: &Snapshot) -> Result<Value, ApiError> {
-    let mut value = serde_json::to_value(snap)
-        .map_err(|e| ApiError::internal(format!("encoding the status: {e}")))?;
-    if let Some(map) = value.as_object_mut() {
-        map.remove("workloads");
-        map.insert("workload_count".into(), json!(snap.workloads.len()));
-    }
+    // Field by field: encoding the whole snapshot only to drop its workloads cost
+    // hundreds of milliseconds at 1,000 workloads.
+    let value = json!({
+        "at_ms": snap.at_ms,
+        "mode": snap.mode,
+        "loop": snap.loop_stats,
+        "decisions_by_reason": snap.decisions_by_reason,
+        "alerts_by_kind": snap.alerts_by_kind,
+        "webhook": snap.webhook,
+        "policies": snap.policies,
+        "workload_count": snap.workloads.len(),
+    });
     Ok(value)
 }
 
