@@ -112,17 +112,7 @@ impl Collector for SnapshotCollector {
             "presage_workload_usage",
             "Latest measured usage (cpu cores, memory bytes, io/net bytes per second).",
             MetricType::Gauge,
-            per(&|w| {
-                w.usage
-                    .iter()
-                    .map(|(r, v)| {
-                        (
-                            vec![("workload", w.id.as_str()), ("resource", r.as_str())],
-                            *v,
-                        )
-                    })
-                    .collect()
-            }),
+            per(&|w| by_resource(w, &w.usage)),
         )?;
         family(
             e,
@@ -172,17 +162,7 @@ impl Collector for SnapshotCollector {
             "presage_workload_risk",
             "Estimated probability that usage exceeds the limit within the longest horizon.",
             MetricType::Gauge,
-            per(&|w| {
-                w.risk
-                    .iter()
-                    .map(|(r, v)| {
-                        (
-                            vec![("workload", w.id.as_str()), ("resource", r.as_str())],
-                            *v,
-                        )
-                    })
-                    .collect()
-            }),
+            per(&|w| by_resource(w, &w.risk)),
         )?;
         family(
             e,
@@ -305,6 +285,17 @@ impl Collector for SnapshotCollector {
         }
         Ok(())
     }
+}
+
+/// One labelled value per resource of a per-resource map of `w`.
+fn by_resource<'a>(
+    w: &'a WorkloadSummary,
+    values: &'a std::collections::BTreeMap<String, f64>,
+) -> Vec<(Vec<(&'static str, &'a str)>, f64)> {
+    values
+        .iter()
+        .map(|(r, v)| (vec![("workload", w.id.as_str()), ("resource", r.as_str())], *v))
+        .collect()
 }
 
 /// The registry `/metrics` encodes: one collector reading the shared snapshot.
