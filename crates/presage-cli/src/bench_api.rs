@@ -254,6 +254,7 @@ fn millis(v: &str) -> Result<f64> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

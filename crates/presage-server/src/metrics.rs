@@ -294,7 +294,12 @@ fn by_resource<'a>(
 ) -> Vec<(Vec<(&'static str, &'a str)>, f64)> {
     values
         .iter()
-        .map(|(r, v)| (vec![("workload", w.id.as_str()), ("resource", r.as_str())], *v))
+        .map(|(r, v)| {
+            (
+                vec![("workload", w.id.as_str()), ("resource", r.as_str())],
+                *v,
+            )
+        })
         .collect()
 }
 
