@@ -318,7 +318,7 @@ fn agent_enforces_takes_registrations_and_restores_on_sigterm() {
     std::fs::write(
         &config,
         format!(
-            "mode = \"enforce\"\npolicy = \"static\"\nknob = 0.5\ninterval_s = 0.2\ndecide_every_s = 0\nrediscover_every_s = 1\ndata_dir = {:?}\n[discovery]\nroots = [\"{parent}/*\", \"presage/run-*\"]\n",
+            "mode = \"enforce\"\npolicy = \"static\"\nknob = 0.5\ninterval_s = 0.2\ndecide_every_s = 0\nrediscover_every_s = 1\ndata_dir = {:?}\n[discovery]\nroots = [\"{parent}/*\", \"presage/run-*\"]\n[api]\nlisten = \"\"\n",
             dir.path().display().to_string()
         ),
     )
