@@ -37,20 +37,22 @@ impl SnapshotBuilder {
     /// Counts `tick` (which took `took`) and builds the snapshot of `agent` after it.
     pub fn build(&mut self, agent: &Agent, tick: &AgentTick, took: Duration) -> Published {
         self.count(agent, tick, took);
+        // One pass over the engine: each workload's summary, and its chart point when it
+        // was sampled in this tick.
+        let now_ms = tick.report.now.unix_ms();
+        let mut points = Vec::new();
         let mut workloads: Vec<WorkloadSummary> = agent
             .engine()
             .workloads()
-            .map(|w| summarize(agent, &w))
-            .collect();
-        workloads.sort_by(|a, b| a.id.cmp(&b.id));
-        let points = workloads
-            .iter()
-            .filter(|w| w.sampled_at_ms == tick.report.now.unix_ms())
-            .filter_map(|w| {
-                let view = agent.engine().workload(&id_of(&w.id)?)?;
-                Some((w.id.clone(), history_point(&view)))
+            .map(|w| {
+                let summary = summarize(agent, &w);
+                if summary.sampled_at_ms == now_ms {
+                    points.push((summary.id.clone(), history_point(&w)));
+                }
+                summary
             })
             .collect();
+        workloads.sort_by(|a, b| a.id.cmp(&b.id));
         Published {
             snapshot: Snapshot {
                 at_ms: tick.report.now.unix_ms(),
@@ -88,10 +90,6 @@ impl SnapshotBuilder {
             *self.alerts_by_kind.entry(snake(&a.kind)).or_default() += 1;
         }
     }
-}
-
-fn id_of(text: &str) -> Option<presage_core::WorkloadId> {
-    presage_core::WorkloadId::new(text).ok()
 }
 
 /// A value's serde name (`memory_leak` for `AlertKind::MemoryLeak`).
